@@ -1,0 +1,27 @@
+// Adam with Keras' defaults and Keras' bias correction:
+//   t = step + 1
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g^2
+//   p = p - alpha_t * m / (sqrt(v) + epsilon),  alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+// (epsilon is added to sqrt(v) unscaled, as tf.keras and Keras 3 do.)
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace mg {
+
+struct AdamConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-7;
+};
+
+// The bias-corrected step size for update number t = step + 1 (double, then rounded once).
+inline double adam_alpha(const AdamConfig& c, int64_t step) {
+  const double t = static_cast<double>(step + 1);
+  return c.lr * std::sqrt(1.0 - std::pow(c.beta2, t)) / (1.0 - std::pow(c.beta1, t));
+}
+
+}  // namespace mg

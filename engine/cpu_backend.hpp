@@ -1,0 +1,154 @@
+// The CPU backend: the layer-level ops Network<> calls, composed from the reference ops of
+// engine/cpu_ops.hpp. Host memory; both cores through OpenMP and OpenBLAS.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/adam.hpp"
+#include "engine/engine.hpp"
+#include "engine/cpu_ops.hpp"
+#include "engine/graph.hpp"
+#include "engine/network.hpp"
+
+namespace mg {
+
+template <class T>
+class CpuBackend {
+ public:
+  using Scalar = T;
+  template <class U>
+  using Buffer = std::vector<U>;
+
+  template <class U>
+  Buffer<U> alloc(int64_t count) {
+    return Buffer<U>(static_cast<size_t>(count), U{});
+  }
+
+  static cpu::ConvDims conv_dims(const Layer& l, int64_t n) {
+    return {n, l.in.c, l.in.h, l.in.w, l.out.c};
+  }
+
+  // y = relu(conv(x, w) + b)
+  void conv_forward(const Layer& l, int64_t n, const T* x, const T* w, const T* b, T* y,
+                    ConvScratch<T> s) {
+    const cpu::ConvDims d = conv_dims(l, n);
+    cpu::conv2d_forward(x, w, y, d, s.col, s.tmp);
+    cpu::bias_add_forward(y, b, n, l.out.c, l.out.h * l.out.w);
+    if (l.relu) cpu::relu_forward(y, y, n * l.out.size());
+  }
+
+  // dy is consumed: the ReLU mask is applied to it in place.
+  void conv_backward(const Layer& l, int64_t n, const T* x, const T* w, const T* y, T* dy, T* dx,
+                     T* dw, T* db, ConvScratch<T> s) {
+    const cpu::ConvDims d = conv_dims(l, n);
+    if (l.relu) cpu::relu_backward(y, dy, dy, n * l.out.size());
+    cpu::bias_add_backward(dy, db, n, l.out.c, l.out.h * l.out.w);
+    cpu::conv2d_backward(x, w, dy, dx, dw, d, s.col, s.tmp);
+  }
+
+  void pool_forward(const Layer& l, int64_t n, const T* x, T* y, int32_t* argmax) {
+    cpu::maxpool2x2_forward(x, y, argmax, n, l.in.c, l.in.h, l.in.w);
+  }
+
+  void pool_backward(const Layer& l, int64_t n, const T* dy, const int32_t* argmax, T* dx) {
+    cpu::maxpool2x2_backward(dy, argmax, dx, n, l.in.c, l.in.h, l.in.w);
+  }
+
+  void dropout_forward(const Layer& l, int64_t n, const T* x, T* y, uint64_t seed,
+                       const int64_t* counters) {
+    cpu::dropout_forward(x, y, n * l.in.size(), key(l, seed, counters));
+  }
+
+  void dropout_backward(const Layer& l, int64_t n, const T* dy, T* dx, uint64_t seed,
+                        const int64_t* counters) {
+    cpu::dropout_backward(dy, dx, n * l.in.size(), key(l, seed, counters));
+  }
+
+  void dense_forward(const Layer& l, int64_t n, const T* x, const T* w, const T* b, T* y) {
+    cpu::dense_forward(x, w, y, n, l.in.size(), l.out.c);
+    cpu::bias_add_forward(y, b, n, l.out.c, 1);
+    if (l.relu) cpu::relu_forward(y, y, n * l.out.c);
+  }
+
+  void dense_backward(const Layer& l, int64_t n, const T* x, const T* w, const T* y, T* dy, T* dx,
+                      T* dw, T* db) {
+    if (l.relu) cpu::relu_backward(y, dy, dy, n * l.out.c);
+    cpu::bias_add_backward(dy, db, n, l.out.c, 1);
+    cpu::dense_backward(x, w, dy, dx, dw, n, l.in.size(), l.out.c);
+  }
+
+  void copy(T* dst, const T* src, int64_t count) { std::copy_n(src, count, dst); }
+
+  void softmax_xent(int64_t n, int64_t classes, const T* logits, const int32_t* labels, T* dlogits,
+                    double* sums) {
+    const cpu::LossSums s = cpu::softmax_xent(logits, labels, n, classes, dlogits);
+    sums[kLossSum] += s.loss;
+    sums[kCorrectSum] += static_cast<double>(s.correct);
+    sums[kSampleSum] += static_cast<double>(n);
+  }
+
+  void softmax(int64_t n, int64_t classes, const T* logits, T* probs) {
+    cpu::softmax(logits, probs, n, classes);
+  }
+
+  void adam(T* p, const T* g, T* m, T* v, int64_t count, const AdamConfig& c,
+            const int64_t* counters) {
+    cpu::adam_update(p, g, m, v, count, static_cast<T>(adam_alpha(c, counters[kStepCounter])),
+                     static_cast<T>(c.beta1), static_cast<T>(c.beta2), static_cast<T>(c.epsilon));
+  }
+
+  // x[i] = images[order[cursor + i]] / 255, labels likewise.
+  void gather(const uint8_t* images, const uint8_t* labels, int64_t sample_size,
+              const int32_t* order, const int64_t* counters, int64_t n, T* x, int32_t* y) {
+    const int32_t* idx = order + counters[kCursorCounter];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* src = images + static_cast<int64_t>(idx[i]) * sample_size;
+      T* dst = x + i * sample_size;
+      for (int64_t j = 0; j < sample_size; ++j) dst[j] = static_cast<T>(src[j]) / T(255);
+      y[i] = labels[idx[i]];
+    }
+  }
+
+  // --- engine plumbing (basic_engine.hpp) ---
+  std::string device_name() const { return "cpu"; }
+  template <class U, class V>
+  void upload(U* dst, const V* src, int64_t count) {
+    std::copy_n(src, count, dst);
+  }
+  template <class U, class V>
+  void download(U* dst, const V* src, int64_t count) {
+    std::copy_n(src, count, dst);
+  }
+  template <class U>
+  void fill_zero(U* dst, int64_t count) {
+    std::fill_n(dst, count, U{});
+  }
+  void copy_indices(int32_t* dst, const int32_t* src, int64_t n) { std::copy_n(src, n, dst); }
+  void shuffle(int32_t* order, const int32_t* indices, int64_t n, uint64_t seed, int64_t epoch) {
+    const std::vector<int32_t> o = epoch_order({indices, static_cast<size_t>(n)}, seed, epoch);
+    std::copy(o.begin(), o.end(), order);
+  }
+  template <class Fn>
+  void run_step(int64_t /*batch*/, Fn&& fn) {
+    fn();
+  }
+
+  void end_step(int64_t* counters, int64_t n) {
+    counters[kStepCounter] += 1;
+    counters[kCursorCounter] += n;
+  }
+  void advance_cursor(int64_t* counters, int64_t n) { counters[kCursorCounter] += n; }
+
+ private:
+  static cpu::DropoutKey key(const Layer& l, uint64_t seed, const int64_t* counters) {
+    return {seed, static_cast<uint32_t>(l.index), static_cast<uint64_t>(counters[kStepCounter]),
+            l.rate};
+  }
+};
+
+}  // namespace mg

@@ -1,0 +1,67 @@
+// What the host program sees of an engine: a model, a dataset held by the device, and whole epochs.
+// The device behind it (CPU or CUDA) is chosen once, by make_engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/adam.hpp"
+#include "engine/graph.hpp"
+
+namespace mg {
+
+struct Metrics {
+  double loss = 0;      // mean cross-entropy
+  double accuracy = 0;  // fraction of argmax == label
+  int64_t count = 0;
+};
+
+// A host view of a labelled uint8 image set; the engine copies it to its device once.
+struct Dataset {
+  const uint8_t* images = nullptr;  // count * shape.size() bytes, 0 = background
+  const uint8_t* labels = nullptr;  // count bytes, each < classes
+  int64_t count = 0;
+  Shape shape{1, 28, 28};
+};
+
+struct EngineOptions {
+  int64_t batch_size = 128;
+  uint64_t seed = 42;  // weights, dropout masks and the per-epoch shuffle all derive from it
+  AdamConfig adam;
+  bool cuda_graph = true;  // CUDA: capture the training step in a graph and replay it
+};
+
+enum class Device { kAuto, kCpu, kCuda };
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string device_name() const = 0;
+  virtual const Graph& graph() const = 0;
+  // Copies the images and labels to the device; indices passed later point into this set.
+  virtual void set_dataset(const Dataset& data) = 0;
+  // One epoch over `indices` in the order epoch_order(indices, seed, epoch), in batches of the
+  // configured size (the last one partial). Returns the training loss and accuracy (dropout on).
+  virtual Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch) = 0;
+  // Inference over `indices` in the given order; optionally the softmax probabilities
+  // ([indices.size(), classes]).
+  virtual Metrics evaluate(std::span<const int32_t> indices, std::vector<float>* probs) = 0;
+  virtual std::vector<float> parameters() = 0;
+  virtual void set_parameters(std::span<const float> values) = 0;
+  virtual int64_t step() = 0;  // Adam updates done so far
+};
+
+// Builds an engine. kAuto picks CUDA when a usable GPU is there, else the CPU and sets *notice to
+// a one-line explanation. kCuda without a usable GPU throws std::runtime_error naming the cause.
+std::unique_ptr<Engine> make_engine(Device device, const Graph& graph, const EngineOptions& options,
+                                    std::string* notice = nullptr);
+std::unique_ptr<Engine> make_cpu_engine(const Graph& graph, const EngineOptions& options);
+
+// The shuffled order of one epoch: indices sorted by a Philox key per position (ties by position),
+// identical on every backend (the CUDA engine sorts the same keys on the device).
+std::vector<int32_t> epoch_order(std::span<const int32_t> indices, uint64_t seed, int64_t epoch);
+
+}  // namespace mg

@@ -1,0 +1,54 @@
+// The model as the executor sees it: layers with resolved shapes and their places in the one flat
+// parameter buffer. Built once from a ModelSpec; backends never look at the spec.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model_spec.hpp"
+
+namespace mg {
+
+// Per-sample shape; a batch of n is NCHW with this CHW. Flat layers have h = w = 1.
+struct Shape {
+  int64_t c = 1, h = 1, w = 1;
+  int64_t size() const { return c * h * w; }
+  bool operator==(const Shape&) const = default;
+};
+
+struct Layer {
+  LayerKind kind = LayerKind::kFlatten;
+  int index = 0;  // position in the graph; also the dropout RNG's layer key
+  std::string name;
+  Shape in, out;
+  bool relu = false;   // conv and hidden dense layers apply ReLU to their output
+  float rate = 0.0f;   // dropout
+  // Parameters, as offsets into the flat parameter buffer (PyTorch layouts):
+  // conv weight [out.c, in.c, 3, 3], dense weight [out.c, in.size()]; bias [out.c].
+  int64_t weight_offset = 0, weight_size = 0;
+  int64_t bias_offset = 0, bias_size = 0;
+  bool has_params() const { return weight_size > 0; }
+};
+
+class Graph {
+ public:
+  // Throws SpecError when the spec does not fit the input (pooling a 1x1 map, say).
+  static Graph build(const ModelSpec& spec, Shape input = {1, 28, 28}, int classes = 10);
+
+  const std::vector<Layer>& layers() const { return layers_; }
+  const Layer& classifier() const { return layers_.back(); }
+  Shape input() const { return input_; }
+  int classes() const { return classes_; }
+  int64_t param_count() const { return param_count_; }
+  const ModelSpec& spec() const { return spec_; }
+
+ private:
+  std::vector<Layer> layers_;
+  Shape input_;
+  int classes_ = 0;
+  int64_t param_count_ = 0;
+  ModelSpec spec_;
+};
+
+}  // namespace mg

@@ -1,0 +1,238 @@
+// The graph executor: one template over a backend, so the CPU and CUDA engines walk the graph with
+// the same code and differ only in the ops they call.
+//
+// Memory is planned once, at construction, for a maximum batch: parameters, gradients and both Adam
+// moments in four flat buffers (one parameter buffer, as tiny-cuda-nn and llm.c do), every
+// activation and its gradient in one arena, pooling argmax in another, and the conv scratch. A
+// training step allocates nothing, reads its step number and batch cursor from backend memory and
+// never synchronizes, so a CUDA backend can capture it in a graph and replay it.
+//
+// A backend B provides:
+//   using Scalar;                       float (training) or double (gradient checks)
+//   template <class U> using Buffer;    owning, zero-filled, .data()
+//   template <class U> Buffer<U> alloc(int64_t count);
+//   layer ops: conv_forward/backward, pool_forward/backward, dropout_forward/backward,
+//              dense_forward/backward, copy
+//   softmax_xent, softmax, adam, gather, end_step   (see CpuBackend for the exact signatures)
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/adam.hpp"
+#include "engine/graph.hpp"
+
+namespace mg {
+
+// Counters that live in backend memory so a captured step can advance them itself.
+enum Counter : int { kStepCounter = 0, kCursorCounter = 1, kCounterCount = 2 };
+// Metric sums, also in backend memory, read once per epoch.
+enum MetricSum : int { kLossSum = 0, kCorrectSum = 1, kSampleSum = 2, kMetricCount = 3 };
+
+template <class T>
+struct ConvScratch {
+  T* col;  // im2col matrix (and its gradient in the backward pass)
+  T* tmp;  // the GEMM's channel-major output (and the permuted output gradient)
+};
+
+template <class Backend>
+class Network {
+ public:
+  using T = typename Backend::Scalar;
+  template <class U>
+  using Buffer = typename Backend::template Buffer<U>;
+
+  Network(Backend& backend, Graph graph, int64_t max_batch, uint64_t seed, AdamConfig adam = {})
+      : be_(backend), graph_(std::move(graph)), max_batch_(max_batch), seed_(seed), adam_(adam) {
+    if (max_batch < 1) throw std::invalid_argument("batch size must be at least 1");
+    const int64_t p = graph_.param_count();
+    params_ = be_.template alloc<T>(p);
+    grads_ = be_.template alloc<T>(p);
+    m_ = be_.template alloc<T>(p);
+    v_ = be_.template alloc<T>(p);
+    counters_ = be_.template alloc<int64_t>(kCounterCount);
+    metrics_ = be_.template alloc<double>(kMetricCount);
+    labels_ = be_.template alloc<int32_t>(max_batch);
+    plan_memory();
+  }
+
+  const Graph& graph() const { return graph_; }
+  int64_t max_batch() const { return max_batch_; }
+  uint64_t seed() const { return seed_; }
+  const AdamConfig& adam() const { return adam_; }
+  Backend& backend() { return be_; }
+
+  T* params() { return params_.data(); }
+  T* grads() { return grads_.data(); }
+  T* adam_m() { return m_.data(); }
+  T* adam_v() { return v_.data(); }
+  T* input() { return act_.front(); }         // [max_batch, C, H, W]
+  T* logits() { return act_.back(); }         // [max_batch, classes]
+  T* logits_grad() { return dact_.back(); }
+  int32_t* labels() { return labels_.data(); }
+  int64_t* counters() { return counters_.data(); }
+  double* metric_sums() { return metrics_.data(); }
+  T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
+  T* activation_grad(size_t i) { return dact_[i]; }
+  const int32_t* pool_argmax(size_t layer) const { return argmax_[layer]; }  // null unless a pool
+
+  // Forward through every layer for a batch of n already in input(). Dropout is active only in
+  // training, keyed by the step counter.
+  void forward(int64_t n, bool training) {
+    check_batch(n);
+    const auto& layers = graph_.layers();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      T* x = act_[i];
+      T* y = act_[i + 1];
+      switch (l.kind) {
+        case LayerKind::kConv2d:
+          be_.conv_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y, scratch());
+          break;
+        case LayerKind::kMaxPool: be_.pool_forward(l, n, x, y, argmax_[i]); break;
+        case LayerKind::kDropout:
+          if (training) {
+            be_.dropout_forward(l, n, x, y, seed_, counters());
+          } else {
+            be_.copy(y, x, n * l.in.size());
+          }
+          break;
+        case LayerKind::kFlatten: break;  // y aliases x
+        case LayerKind::kDense:
+          be_.dense_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y);
+          break;
+      }
+    }
+  }
+
+  // Softmax cross-entropy on logits() against labels(): fills logits_grad() and adds to the sums.
+  void loss(int64_t n) {
+    be_.softmax_xent(n, graph_.classes(), logits(), labels(), logits_grad(), metric_sums());
+  }
+
+  // Backward from logits_grad(): fills grads() (overwritten, never accumulated). Activation
+  // gradients are consumed on the way (ReLU masks them in place).
+  void backward(int64_t n) {
+    check_batch(n);
+    const auto& layers = graph_.layers();
+    for (size_t i = layers.size(); i-- > 0;) {
+      const Layer& l = layers[i];
+      T* x = act_[i];
+      T* y = act_[i + 1];
+      T* dy = dact_[i + 1];
+      T* dx = dact_[i];  // null for the first layer: nobody needs d(input)
+      switch (l.kind) {
+        case LayerKind::kConv2d:
+          be_.conv_backward(l, n, x, params() + l.weight_offset, y, dy, dx, grads() + l.weight_offset,
+                            grads() + l.bias_offset, scratch());
+          break;
+        case LayerKind::kMaxPool:
+          if (dx) be_.pool_backward(l, n, dy, argmax_[i], dx);
+          break;
+        case LayerKind::kDropout:
+          if (dx) be_.dropout_backward(l, n, dy, dx, seed_, counters());
+          break;
+        case LayerKind::kFlatten: break;
+        case LayerKind::kDense:
+          be_.dense_backward(l, n, x, params() + l.weight_offset, y, dy, dx,
+                             grads() + l.weight_offset, grads() + l.bias_offset);
+          break;
+      }
+    }
+  }
+
+  void adam_update() {
+    be_.adam(params(), grads(), adam_m(), adam_v(), graph_.param_count(), adam_, counters());
+  }
+
+  // One whole training step on the batch order[cursor, cursor + n): gather, forward, loss,
+  // backward, Adam, then step += 1 and cursor += n. Allocation-free and synchronization-free.
+  void train_step(const uint8_t* images, const uint8_t* labels, const int32_t* order, int64_t n) {
+    be_.gather(images, labels, graph_.input().size(), order, counters(), n, input(), this->labels());
+    forward(n, true);
+    loss(n);
+    backward(n);
+    adam_update();
+    be_.end_step(counters(), n);
+  }
+
+  // Forward in inference mode on order[cursor, cursor + n), adding to the metric sums; cursor += n.
+  void eval_step(const uint8_t* images, const uint8_t* labels, const int32_t* order, int64_t n) {
+    be_.gather(images, labels, graph_.input().size(), order, counters(), n, input(), this->labels());
+    forward(n, false);
+    be_.softmax_xent(n, graph_.classes(), logits(), this->labels(), nullptr, metric_sums());
+    be_.advance_cursor(counters(), n);
+  }
+
+ private:
+  void check_batch(int64_t n) const {
+    if (n < 1 || n > max_batch_) throw std::out_of_range("batch size outside the planned range");
+  }
+
+  ConvScratch<T> scratch() { return {col_.data(), tmp_.data()}; }
+
+  void plan_memory() {
+    const auto& layers = graph_.layers();
+    const size_t L = layers.size();
+    // Offsets into one arena: act[0] is the input, act[i+1] the output of layer i; flatten aliases.
+    std::vector<int64_t> act_off(L + 1), grad_off(L + 1, -1);
+    int64_t total = 0, col = 0, tmp = 0, arg_total = 0;
+    act_off[0] = total;
+    total += max_batch_ * graph_.input().size();
+    for (size_t i = 0; i < L; ++i) {
+      const Layer& l = layers[i];
+      if (l.kind == LayerKind::kFlatten) {
+        act_off[i + 1] = act_off[i];
+      } else {
+        act_off[i + 1] = total;
+        total += max_batch_ * l.out.size();
+      }
+      if (l.kind == LayerKind::kConv2d) {
+        col = std::max(col, max_batch_ * l.in.c * 9 * l.in.h * l.in.w);
+        tmp = std::max(tmp, max_batch_ * l.out.size());
+      }
+      if (l.kind == LayerKind::kMaxPool) arg_total += max_batch_ * l.out.size();
+    }
+    // Gradients: every activation but the input, which no layer needs.
+    for (size_t i = 1; i <= L; ++i) {
+      if (layers[i - 1].kind == LayerKind::kFlatten) {
+        grad_off[i] = grad_off[i - 1];
+      } else {
+        grad_off[i] = total;
+        total += max_batch_ * layers[i - 1].out.size();
+      }
+    }
+    arena_ = be_.template alloc<T>(total);
+    col_ = be_.template alloc<T>(std::max<int64_t>(col, 1));
+    tmp_ = be_.template alloc<T>(std::max<int64_t>(tmp, 1));
+    argmax_arena_ = be_.template alloc<int32_t>(std::max<int64_t>(arg_total, 1));
+    act_.assign(L + 1, nullptr);
+    dact_.assign(L + 1, nullptr);
+    argmax_.assign(L, nullptr);
+    for (size_t i = 0; i <= L; ++i) {
+      act_[i] = arena_.data() + act_off[i];
+      if (grad_off[i] >= 0) dact_[i] = arena_.data() + grad_off[i];
+    }
+    int64_t arg = 0;
+    for (size_t i = 0; i < L; ++i) {
+      if (layers[i].kind != LayerKind::kMaxPool) continue;
+      argmax_[i] = argmax_arena_.data() + arg;
+      arg += max_batch_ * layers[i].out.size();
+    }
+  }
+
+  Backend& be_;
+  Graph graph_;
+  int64_t max_batch_;
+  uint64_t seed_;
+  AdamConfig adam_;
+  Buffer<T> params_, grads_, m_, v_, arena_, col_, tmp_;
+  Buffer<int32_t> labels_, argmax_arena_;
+  Buffer<int64_t> counters_;
+  Buffer<double> metrics_;
+  std::vector<T*> act_, dact_;
+  std::vector<int32_t*> argmax_;
+};
+
+}  // namespace mg

@@ -1,0 +1,50 @@
+#include <gtest/gtest.h>
+
+#include "engine/adam.hpp"
+#include "engine/cpu_backend.hpp"
+#include "engine/cpu_ops.hpp"
+
+namespace mg {
+namespace {
+
+// Two steps worked out by hand from the formula in engine/adam.hpp (Keras defaults).
+// Step 1: alpha = 1e-3 * sqrt(1 - 0.999) / (1 - 0.9) = 3.16227766e-4; m = 0.1 g; v = 0.001 g^2, so
+// m / sqrt(v) = sign(g) * sqrt(10) and each weight moves by about lr against its gradient (a zero
+// gradient moves nothing). Step 2: alpha = 1e-3 * sqrt(1 - 0.999^2) / (1 - 0.9^2) = 2.35316725e-4.
+constexpr double kStep1[] = {0.9990000063245154, -1.9990000316217766, 0.5};
+constexpr double kStep2[] = {0.998067831960989, -1.9994942165129777, 0.5007441344704072};
+constexpr double kG1[] = {0.5, -0.1, 0.0};
+constexpr double kG2[] = {0.25, 0.3, -1.0};
+
+TEST(Adam, AlphaIsTheBiasCorrectedStepSize) {
+  const AdamConfig c;
+  EXPECT_NEAR(adam_alpha(c, 0), 3.1622776601683816e-4, 1e-18);
+  EXPECT_NEAR(adam_alpha(c, 1), 2.3531672532745276e-4, 1e-18);
+  EXPECT_NEAR(adam_alpha(c, 100000), 1e-3, 1e-12);  // the correction fades
+}
+
+template <class T>
+void two_steps(double tol) {
+  CpuBackend<T> be;
+  T p[] = {1.0, -2.0, 0.5}, m[3] = {}, v[3] = {};
+  int64_t counters[kCounterCount] = {0, 0};
+  const AdamConfig c;
+  for (int step = 0; step < 2; ++step) {
+    T g[3];
+    for (int i = 0; i < 3; ++i) g[i] = static_cast<T>(step == 0 ? kG1[i] : kG2[i]);
+    be.adam(p, g, m, v, 3, c, counters);
+    be.end_step(counters, 1);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_NEAR(p[i], (step == 0 ? kStep1 : kStep2)[i], tol) << "step " << step << " element " << i;
+    }
+  }
+  EXPECT_NEAR(m[0], 0.07, tol);
+  EXPECT_NEAR(v[2], 0.001, tol);
+}
+
+TEST(Adam, TwoStepsByHandDouble) { two_steps<double>(1e-12); }
+// float32 carries about 7 digits: 1e-7 on values near 1.
+TEST(Adam, TwoStepsByHandFloat) { two_steps<float>(2e-7); }
+
+}  // namespace
+}  // namespace mg

@@ -1,0 +1,107 @@
+// The mnist_gpu program on bad input: one clear line on stderr naming the problem, a non-zero
+// exit, no crash. Runs the real binary.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace mg {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliResult {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("mg_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  CliResult run(const std::string& args) {
+    const std::string cmd = std::string(MNIST_GPU_BINARY) + " " + args + " >" +
+                            (dir_ / "out").string() + " 2>" + (dir_ / "err").string() + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(dir_ / "out"),
+            slurp(dir_ / "err")};
+  }
+
+  // A data folder with three valid one-image files and the given train-images bytes.
+  fs::path data_with_train_images(const std::string& bytes, bool gz = false) {
+    const fs::path d = dir_ / "data";
+    fs::create_directories(d);
+    const std::string labels("\x00\x00\x08\x01\x00\x00\x00\x01\x07", 9);
+    std::string images("\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c", 16);
+    images.append(784, '\x10');
+    std::ofstream(d / "train-labels-idx1-ubyte", std::ios::binary) << labels;
+    std::ofstream(d / "t10k-labels-idx1-ubyte", std::ios::binary) << labels;
+    std::ofstream(d / "t10k-images-idx3-ubyte", std::ios::binary) << images;
+    const std::string name = gz ? "train-images-idx3-ubyte.gz" : "train-images-idx3-ubyte";
+    std::ofstream(d / name, std::ios::binary) << bytes;
+    return d;
+  }
+
+  static void expect_one_line_error(const CliResult& r, const std::string& needle) {
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_LT(r.exit_code, 128) << "crashed";
+    EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, MissingDataFolderSaysWhereItLookedAndHowToGetIt) {
+  const CliResult r = run("train --device cpu --data " + (dir_ / "nowhere").string());
+  expect_one_line_error(r, (dir_ / "nowhere").string());
+  EXPECT_NE(r.err.find("get_mnist.sh"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, WrongMagicNamesTheFile) {
+  const fs::path d = data_with_train_images(std::string("\x00\x00\x08\x01\x00\x00\x00\x00", 8));
+  const CliResult r = run("train --device cpu --data " + d.string());
+  expect_one_line_error(r, "train-images-idx3-ubyte");
+}
+
+TEST_F(Cli, CorruptGzipNamesTheFile) {
+  const fs::path d = data_with_train_images(std::string("\x1f\x8b\x08\x00garbage-not-deflate", 23), true);
+  const CliResult r = run("train --device cpu --data " + d.string());
+  expect_one_line_error(r, "train-images-idx3-ubyte.gz");
+}
+
+TEST_F(Cli, BadModelSpecNamesTheToken) {
+  const CliResult r = run("train --device cpu --model conv32,drop1.5 --data " + dir_.string());
+  expect_one_line_error(r, "drop1.5");
+}
+
+TEST_F(Cli, UnknownOptionAndBadValuesAreRejected) {
+  EXPECT_NE(run("train --no-such-option").exit_code, 0);
+  EXPECT_NE(run("train --epochs 0").exit_code, 0);
+  EXPECT_NE(run("train --device tpu").exit_code, 0);
+  EXPECT_NE(run("").exit_code, 0);
+  const CliResult help = run("train --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--epochs"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mg

@@ -1,0 +1,207 @@
+// The executor as a whole: the model's gradient against finite differences with dropout on, the
+// epoch shuffle, determinism, and that training on a small synthetic task learns.
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <set>
+
+#include "engine/basic_engine.hpp"
+#include "engine/cpu_backend.hpp"
+#include "engine/init.hpp"
+#include "engine/network.hpp"
+#include "test_util.hpp"
+
+namespace mg {
+namespace {
+
+using DoubleNet = Network<CpuBackend<double>>;
+
+// Which ReLUs are open and which pool inputs won: the piecewise-linear region the input lies in.
+std::vector<int64_t> region(DoubleNet& net, int64_t n) {
+  std::vector<int64_t> sig;
+  const auto& layers = net.graph().layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = layers[i];
+    if (l.relu) {
+      const double* y = net.activation(i + 1);
+      for (int64_t j = 0; j < n * l.out.size(); ++j) sig.push_back(y[j] > 0);
+    }
+    if (l.kind == LayerKind::kMaxPool) {
+      const int32_t* a = net.pool_argmax(i);
+      sig.insert(sig.end(), a, a + n * l.out.size());
+    }
+  }
+  return sig;
+}
+
+// Checks d(mean loss)/d(param) for the chosen parameters. A central difference that moves the
+// input across a ReLU kink or a pooling tie measures no derivative, so such parameters are
+// skipped (as Caffe's checker does), and the test asserts that few were.
+void check_model_gradient(DoubleNet& net, int64_t n, const std::vector<int64_t>& which) {
+  const int64_t classes = net.graph().classes();
+  auto loss = [&] {
+    net.forward(n, true);
+    return cpu::softmax_xent<double>(net.logits(), net.labels(), n, classes, nullptr).loss /
+           static_cast<double>(n);
+  };
+  net.forward(n, true);
+  const std::vector<int64_t> base = region(net, n);
+  net.loss(n);
+  net.backward(n);
+  const std::vector<double> analytic(net.grads(), net.grads() + net.graph().param_count());
+  const test::FdTolerance tol;
+  int skipped = 0, failures = 0;
+  for (const int64_t i : which) {
+    double& p = net.params()[i];
+    const double saved = p;
+    p = saved + tol.h;
+    const double up = loss();
+    const bool up_same = region(net, n) == base;
+    p = saved - tol.h;
+    const double down = loss();
+    const bool down_same = region(net, n) == base;
+    p = saved;
+    if (!up_same || !down_same) {
+      ++skipped;
+      continue;
+    }
+    const double numeric = (up - down) / (2 * tol.h);
+    const double bound = tol.atol + tol.rtol * std::max(std::abs(analytic[i]), std::abs(numeric));
+    if (std::abs(analytic[i] - numeric) > bound && ++failures <= 5) {
+      ADD_FAILURE() << "param " << i << ": analytic " << analytic[i] << " vs numeric " << numeric;
+    }
+  }
+  EXPECT_EQ(failures, 0);
+  EXPECT_LE(skipped, static_cast<int>(which.size()) / 10) << "too many kinks to trust the check";
+}
+
+void fill_batch(DoubleNet& net, int64_t n, uint64_t seed) {
+  const auto x = test::random_vector(n * net.graph().input().size(), seed, 0.0, 1.0);
+  std::copy(x.begin(), x.end(), net.input());
+  for (int64_t i = 0; i < n; ++i) net.labels()[i] = static_cast<int32_t>((i * 3 + 1) % net.graph().classes());
+}
+
+TEST(ModelGradient, SmallModelEveryParameterWithDropout) {
+  const Graph g = Graph::build(ModelSpec::parse("conv3,pool,conv5,pool,drop0.3,dense7,drop0.5"),
+                               Shape{2, 8, 6}, 4);
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 3, 99);
+  glorot_uniform_init<double>(g, 99, {net.params(), static_cast<size_t>(g.param_count())});
+  for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));  // nonzero biases
+  net.counters()[kStepCounter] = 5;  // a step whose masks drop some of these few elements
+  fill_batch(net, 3, 7);
+  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+  std::iota(all.begin(), all.end(), 0);
+  check_model_gradient(net, 3, all);
+}
+
+TEST(ModelGradient, SeedModelSampledParametersWithDropout) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 2, 42);
+  glorot_uniform_init<double>(g, 42, {net.params(), static_cast<size_t>(g.param_count())});
+  for (const Layer& l : g.layers())
+    for (int64_t i = 0; i < l.bias_size; ++i) net.params()[l.bias_offset + i] = 0.05 * std::cos(double(i));
+  fill_batch(net, 2, 8);
+  // 24 parameters from every weight and bias tensor of every layer.
+  std::mt19937_64 rng(3);
+  std::vector<int64_t> which;
+  for (const Layer& l : g.layers()) {
+    for (const auto [off, size] : {std::pair{l.weight_offset, l.weight_size}, std::pair{l.bias_offset, l.bias_size}}) {
+      if (size == 0) continue;
+      for (int k = 0; k < 24; ++k) which.push_back(off + static_cast<int64_t>(rng() % static_cast<uint64_t>(size)));
+    }
+  }
+  check_model_gradient(net, 2, which);
+}
+
+TEST(ModelGradient, DropoutChangesTheGradientOnlyThroughItsMask) {
+  // Training and inference differ exactly by the dropout layers.
+  const Graph g = Graph::build(ModelSpec::parse("conv2,pool,drop0.5,dense4"), Shape{1, 4, 4}, 3);
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 2, 1);
+  glorot_uniform_init<double>(g, 1, {net.params(), static_cast<size_t>(g.param_count())});
+  fill_batch(net, 2, 9);
+  net.forward(2, false);
+  const std::vector<double> eval(net.logits(), net.logits() + 6);
+  net.forward(2, true);
+  const std::vector<double> train(net.logits(), net.logits() + 6);
+  EXPECT_NE(eval, train);
+  net.forward(2, false);
+  EXPECT_EQ(eval, std::vector<double>(net.logits(), net.logits() + 6));
+}
+
+TEST(EpochOrder, IsADeterministicPermutationThatChangesPerEpoch) {
+  std::vector<int32_t> idx(1000);
+  std::iota(idx.begin(), idx.end(), 5000);
+  const auto a = epoch_order(idx, 42, 0);
+  const auto b = epoch_order(idx, 42, 0);
+  const auto c = epoch_order(idx, 42, 1);
+  const auto d = epoch_order(idx, 43, 0);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_NE(a, d);
+  EXPECT_EQ(std::set<int32_t>(a.begin(), a.end()), std::set<int32_t>(idx.begin(), idx.end()));
+  EXPECT_NE(a, idx);
+}
+
+// A tiny task every working CNN learns: the label is the quadrant holding a bright square.
+struct Quadrants {
+  std::vector<uint8_t> images, labels;
+  explicit Quadrants(int64_t n) : images(static_cast<size_t>(n) * 64), labels(static_cast<size_t>(n)) {
+    std::mt19937 rng(5);
+    for (int64_t i = 0; i < n; ++i) {
+      const int q = static_cast<int>(rng() % 4);
+      labels[i] = static_cast<uint8_t>(q);
+      uint8_t* img = images.data() + i * 64;
+      for (int p = 0; p < 64; ++p) img[p] = static_cast<uint8_t>(rng() % 40);
+      const int oy = (q / 2) * 4 + static_cast<int>(rng() % 2), ox = (q % 2) * 4 + static_cast<int>(rng() % 2);
+      for (int y = 0; y < 3; ++y)
+        for (int x = 0; x < 3; ++x) img[(oy + y) * 8 + ox + x] = 255;
+    }
+  }
+};
+
+TEST(CpuEngine, LearnsASmallTaskAndIsDeterministic) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.1,dense16"), Shape{1, 8, 8}, 4);
+  const Quadrants data(600);
+  std::vector<int32_t> train(500), test(100);
+  std::iota(train.begin(), train.end(), 0);
+  std::iota(test.begin(), test.end(), 500);
+  EngineOptions opt;
+  opt.batch_size = 32;
+  opt.seed = 11;
+  opt.adam.lr = 3e-3;
+  auto run = [&](std::vector<float>* params) {
+    auto e = make_cpu_engine(g, opt);
+    e->set_dataset({data.images.data(), data.labels.data(), 600, Shape{1, 8, 8}});
+    const Metrics before = e->evaluate(test, nullptr);
+    Metrics last;
+    for (int epoch = 0; epoch < 8; ++epoch) last = e->train_epoch(train, epoch);
+    EXPECT_EQ(e->step(), 8 * 16);  // 500 / 32 -> 15 full batches and one of 20
+    EXPECT_EQ(last.count, 500);
+    std::vector<float> probs;
+    const Metrics after = e->evaluate(test, &probs);
+    EXPECT_LT(after.loss, 0.5 * before.loss);
+    EXPECT_GT(after.accuracy, 0.9);
+    EXPECT_EQ(probs.size(), 400u);
+    EXPECT_NEAR(std::accumulate(probs.begin(), probs.begin() + 4, 0.0), 1.0, 1e-5);
+    *params = e->parameters();
+  };
+  std::vector<float> p1, p2;
+  run(&p1);
+  run(&p2);
+  EXPECT_EQ(p1, p2);  // same seed, same bits: shuffles, masks and reductions are all deterministic
+}
+
+TEST(CpuEngine, RejectsIndicesOutsideTheDataset) {
+  const Graph g = Graph::build(ModelSpec::parse("dense4"), Shape{1, 8, 8}, 4);
+  const Quadrants data(10);
+  auto e = make_cpu_engine(g, {});
+  e->set_dataset({data.images.data(), data.labels.data(), 10, Shape{1, 8, 8}});
+  const std::vector<int32_t> bad = {0, 10};
+  EXPECT_THROW(e->train_epoch(bad, 0), std::out_of_range);
+}
+
+}  // namespace
+}  // namespace mg
