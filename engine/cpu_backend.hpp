@@ -32,22 +32,27 @@ class CpuBackend {
     return {n, l.in.c, l.in.h, l.in.w, l.out.c};
   }
 
-  // y = relu(conv(x, w) + b)
+  // y = relu(conv(x, w) + b): im2col, one GEMM for the batch, one fused epilogue pass.
   void conv_forward(const Layer& l, int64_t n, const T* x, const T* w, const T* b, T* y,
                     ConvScratch<T> s) {
     const cpu::ConvDims d = conv_dims(l, n);
-    cpu::conv2d_forward(x, w, y, d, s.col, s.tmp);
-    cpu::bias_add_forward(y, b, n, l.out.c, l.out.h * l.out.w);
-    if (l.relu) cpu::relu_forward(y, y, n * l.out.size());
+    cpu::im2col_3x3(x, d, s.col);
+    cpu::gemm(false, false, d.c_out, d.cols(), d.k(), T(1), w, d.k(), s.col, d.cols(), T(0), s.tmp,
+              d.cols());
+    cpu::cnhw_bias_act_to_nchw(s.tmp, b, l.relu, n, l.out.c, l.out.h * l.out.w, y);
   }
 
-  // dy is consumed: the ReLU mask is applied to it in place.
-  void conv_backward(const Layer& l, int64_t n, const T* x, const T* w, const T* y, T* dy, T* dx,
-                     T* dw, T* db, ConvScratch<T> s) {
+  // Uses the forward's im2col(x) left in s.col, then overwrites it with d(col).
+  void conv_backward(const Layer& l, int64_t n, const T* /*x*/, const T* w, const T* y,
+                     const T* dy, T* dx, T* dw, T* db, ConvScratch<T> s) {
     const cpu::ConvDims d = conv_dims(l, n);
-    if (l.relu) cpu::relu_backward(y, dy, dy, n * l.out.size());
-    cpu::bias_add_backward(dy, db, n, l.out.c, l.out.h * l.out.w);
-    cpu::conv2d_backward(x, w, dy, dx, dw, d, s.col, s.tmp);
+    cpu::nchw_act_grad_to_cnhw(y, dy, l.relu, n, l.out.c, l.out.h * l.out.w, s.tmp, db);
+    cpu::gemm(false, true, d.c_out, d.k(), d.cols(), T(1), s.tmp, d.cols(), s.col, d.cols(), T(0),
+              dw, d.k());
+    if (dx == nullptr) return;
+    cpu::gemm(true, false, d.k(), d.cols(), d.c_out, T(1), w, d.k(), s.tmp, d.cols(), T(0), s.col,
+              d.cols());
+    cpu::col2im_3x3(s.col, d, dx);
   }
 
   void pool_forward(const Layer& l, int64_t n, const T* x, T* y, int32_t* argmax) {

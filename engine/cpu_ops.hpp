@@ -93,6 +93,45 @@ void nchw_to_cnhw(const T* src, int64_t n, int64_t c, int64_t s, T* dst) {
     for (int64_t i = 0; i < n; ++i) std::copy_n(src + (i * c + j) * s, s, dst + (j * n + i) * s);
 }
 
+// The CPU backend's fused conv epilogue: y[n, c, s] = act(src[c, n, s] + b[c]) in one pass.
+template <class T>
+void cnhw_bias_act_to_nchw(const T* src, const T* b, bool relu, int64_t n, int64_t c, int64_t s,
+                           T* y) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      const T* in = src + (j * n + i) * s;
+      T* out = y + (i * c + j) * s;
+      const T bj = b[j];
+      if (relu) {
+        for (int64_t k = 0; k < s; ++k) out[k] = std::max(in[k] + bj, T(0));
+      } else {
+        for (int64_t k = 0; k < s; ++k) out[k] = in[k] + bj;
+      }
+    }
+}
+
+// Its backward in one pass: dz[c, n, s] = dy[n, c, s] masked by y > 0 (when relu), db[c] = sum dz.
+template <class T>
+void nchw_act_grad_to_cnhw(const T* y, const T* dy, bool relu, int64_t n, int64_t c, int64_t s,
+                           T* dz, T* db) {
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < c; ++j) {
+    T sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* g = dy + (i * c + j) * s;
+      const T* out = y + (i * c + j) * s;
+      T* d = dz + (j * n + i) * s;
+      for (int64_t k = 0; k < s; ++k) {
+        const T v = (!relu || out[k] > T(0)) ? g[k] : T(0);
+        d[k] = v;
+        sum += v;
+      }
+    }
+    db[j] = sum;
+  }
+}
+
 // y = conv(x, w) without bias. w is [c_out, c_in, 3, 3]. col: k()*cols(), tmp: c_out*cols().
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvDims& d, T* col, T* tmp) {
@@ -204,15 +243,19 @@ struct DropoutKey {
   float rate;
 };
 
-// Inverted dropout (Keras): kept elements are scaled by 1/(1-rate). y may alias x.
+// Inverted dropout (Keras): kept elements are scaled by 1/(1-rate). y may alias x. One Philox
+// block serves four consecutive elements (philox_draw's lanes).
 template <class T>
 void dropout_forward(const T* x, T* y, int64_t count, const DropoutKey& k) {
   const T scale = T(1) / (T(1) - T(k.rate));
+  const int64_t blocks = (count + 3) / 4;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    const bool keep = uniform_from_bits(philox_draw(k.seed, RngStream::kDropout, k.layer, k.step,
-                                                    static_cast<uint64_t>(i))) >= k.rate;
-    y[i] = keep ? x[i] * scale : T(0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Philox4 r = philox_block(k.seed, RngStream::kDropout, k.layer, k.step, static_cast<uint64_t>(b));
+    for (int64_t lane = 0; lane < 4 && 4 * b + lane < count; ++lane) {
+      const int64_t i = 4 * b + lane;
+      y[i] = uniform_from_bits(r.v[lane]) >= k.rate ? x[i] * scale : T(0);
+    }
   }
 }
 

@@ -30,10 +30,12 @@ enum Counter : int { kStepCounter = 0, kCursorCounter = 1, kCounterCount = 2 };
 // Metric sums, also in backend memory, read once per epoch.
 enum MetricSum : int { kLossSum = 0, kCorrectSum = 1, kSampleSum = 2, kMetricCount = 3 };
 
+// Per conv layer scratch. col is the layer's own: the forward leaves im2col(x) there and the
+// backward may use it instead of unfolding x again (and may overwrite it with d(col)).
 template <class T>
 struct ConvScratch {
-  T* col;  // im2col matrix (and its gradient in the backward pass)
-  T* tmp;  // the GEMM's channel-major output (and the permuted output gradient)
+  T* col;  // im2col matrix of this layer's input, [c_in * 9, n * h * w]
+  T* tmp;  // shared: the GEMM's channel-major output, or the permuted output gradient
 };
 
 template <class Backend>
@@ -88,7 +90,7 @@ class Network {
       T* y = act_[i + 1];
       switch (l.kind) {
         case LayerKind::kConv2d:
-          be_.conv_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y, scratch());
+          be_.conv_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y, scratch(i));
           break;
         case LayerKind::kMaxPool: be_.pool_forward(l, n, x, y, argmax_[i]); break;
         case LayerKind::kDropout:
@@ -125,7 +127,7 @@ class Network {
       switch (l.kind) {
         case LayerKind::kConv2d:
           be_.conv_backward(l, n, x, params() + l.weight_offset, y, dy, dx, grads() + l.weight_offset,
-                            grads() + l.bias_offset, scratch());
+                            grads() + l.bias_offset, scratch(i));
           break;
         case LayerKind::kMaxPool:
           if (dx) be_.pool_backward(l, n, dy, argmax_[i], dx);
@@ -170,14 +172,15 @@ class Network {
     if (n < 1 || n > max_batch_) throw std::out_of_range("batch size outside the planned range");
   }
 
-  ConvScratch<T> scratch() { return {col_.data(), tmp_.data()}; }
+  ConvScratch<T> scratch(size_t layer) { return {col_[layer], tmp_.data()}; }
 
   void plan_memory() {
     const auto& layers = graph_.layers();
     const size_t L = layers.size();
     // Offsets into one arena: act[0] is the input, act[i+1] the output of layer i; flatten aliases.
     std::vector<int64_t> act_off(L + 1), grad_off(L + 1, -1);
-    int64_t total = 0, col = 0, tmp = 0, arg_total = 0;
+    int64_t total = 0, col_total = 0, tmp = 0, arg_total = 0;
+    std::vector<int64_t> col_off(L, -1);
     act_off[0] = total;
     total += max_batch_ * graph_.input().size();
     for (size_t i = 0; i < L; ++i) {
@@ -189,7 +192,8 @@ class Network {
         total += max_batch_ * l.out.size();
       }
       if (l.kind == LayerKind::kConv2d) {
-        col = std::max(col, max_batch_ * l.in.c * 9 * l.in.h * l.in.w);
+        col_off[i] = col_total;
+        col_total += max_batch_ * l.in.c * 9 * l.in.h * l.in.w;
         tmp = std::max(tmp, max_batch_ * l.out.size());
       }
       if (l.kind == LayerKind::kMaxPool) arg_total += max_batch_ * l.out.size();
@@ -204,15 +208,19 @@ class Network {
       }
     }
     arena_ = be_.template alloc<T>(total);
-    col_ = be_.template alloc<T>(std::max<int64_t>(col, 1));
+    col_arena_ = be_.template alloc<T>(std::max<int64_t>(col_total, 1));
     tmp_ = be_.template alloc<T>(std::max<int64_t>(tmp, 1));
     argmax_arena_ = be_.template alloc<int32_t>(std::max<int64_t>(arg_total, 1));
     act_.assign(L + 1, nullptr);
     dact_.assign(L + 1, nullptr);
     argmax_.assign(L, nullptr);
+    col_.assign(L, nullptr);
     for (size_t i = 0; i <= L; ++i) {
       act_[i] = arena_.data() + act_off[i];
       if (grad_off[i] >= 0) dact_[i] = arena_.data() + grad_off[i];
+    }
+    for (size_t i = 0; i < L; ++i) {
+      if (col_off[i] >= 0) col_[i] = col_arena_.data() + col_off[i];
     }
     int64_t arg = 0;
     for (size_t i = 0; i < L; ++i) {
@@ -227,12 +235,13 @@ class Network {
   int64_t max_batch_;
   uint64_t seed_;
   AdamConfig adam_;
-  Buffer<T> params_, grads_, m_, v_, arena_, col_, tmp_;
+  Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_;
   Buffer<int32_t> labels_, argmax_arena_;
   Buffer<int64_t> counters_;
   Buffer<double> metrics_;
   std::vector<T*> act_, dact_;
   std::vector<int32_t*> argmax_;
+  std::vector<T*> col_;
 };
 
 }  // namespace mg

@@ -43,16 +43,19 @@ MG_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   return ctr;
 }
 
-// The 32-bit draw for one element of one stream.
-MG_HOST_DEVICE uint32_t philox_draw(uint64_t seed, RngStream stream, uint32_t layer, uint64_t step,
-                                    uint64_t index) {
-  const uint64_t block = index >> 2;
+// The Philox block holding elements 4*block .. 4*block+3 of one stream.
+MG_HOST_DEVICE Philox4 philox_block(uint64_t seed, RngStream stream, uint32_t layer, uint64_t step,
+                                    uint64_t block) {
   const Philox4 ctr{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                      static_cast<uint32_t>(step),
                      (static_cast<uint32_t>(stream) << 16) | (layer & 0xFFFFu)}};
-  const Philox4 out =
-      philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-  return out.v[index & 3];
+  return philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// The 32-bit draw for one element of one stream.
+MG_HOST_DEVICE uint32_t philox_draw(uint64_t seed, RngStream stream, uint32_t layer, uint64_t step,
+                                    uint64_t index) {
+  return philox_block(seed, stream, layer, step, index >> 2).v[index & 3];
 }
 
 // Uniform in [0, 1) with 24 bits: exact in float, so every backend compares the same value.

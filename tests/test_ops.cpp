@@ -80,6 +80,27 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The CPU backend's fused epilogues against the reference ops they stand for.
+TEST(ConvEpilogue, FusedPassesEqualTheComposedReferenceOps) {
+  for (const bool relu : {true, false}) {
+    const int64_t n = 3, c = 5, s = 7;
+    const Vec src = random_vector(n * c * s, 30), b = random_vector(c, 31), dy = random_vector(n * c * s, 32);
+    Vec y(n * c * s, std::nan("")), ref(n * c * s);
+    cpu::cnhw_bias_act_to_nchw(src.data(), b.data(), relu, n, c, s, y.data());
+    cpu::cnhw_to_nchw(src.data(), n, c, s, ref.data());
+    cpu::bias_add_forward(ref.data(), b.data(), n, c, s);
+    if (relu) cpu::relu_forward(ref.data(), ref.data(), n * c * s);
+    EXPECT_EQ(y, ref);
+    Vec dz(n * c * s, std::nan("")), db(c, std::nan("")), dz_ref(n * c * s), db_ref(c), masked = dy;
+    cpu::nchw_act_grad_to_cnhw(y.data(), dy.data(), relu, n, c, s, dz.data(), db.data());
+    if (relu) cpu::relu_backward(y.data(), dy.data(), masked.data(), n * c * s);
+    cpu::nchw_to_cnhw(masked.data(), n, c, s, dz_ref.data());
+    cpu::bias_add_backward(masked.data(), db_ref.data(), n, c, s);
+    EXPECT_EQ(dz, dz_ref);
+    for (int64_t j = 0; j < c; ++j) EXPECT_NEAR(db[j], db_ref[j], 1e-12);
+  }
+}
+
 TEST(BiasAdd, ForwardAndGradient) {
   for (const auto [n, c, s] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {2, 4, 1}}) {
     const Vec y0 = random_vector(n * c * s, 8);
