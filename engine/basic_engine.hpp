@@ -93,6 +93,31 @@ class BasicEngine final : public Engine {
     return counters[kStepCounter];
   }
 
+  TrainingState state() override {
+    const auto p = static_cast<size_t>(net_.graph().param_count());
+    TrainingState s;
+    s.params.resize(p);
+    s.adam_m.resize(p);
+    s.adam_v.resize(p);
+    be_.download(s.params.data(), net_.params(), static_cast<int64_t>(p));
+    be_.download(s.adam_m.data(), net_.adam_m(), static_cast<int64_t>(p));
+    be_.download(s.adam_v.data(), net_.adam_v(), static_cast<int64_t>(p));
+    s.step = step();
+    return s;
+  }
+
+  void set_state(const TrainingState& s) override {
+    const auto p = static_cast<size_t>(net_.graph().param_count());
+    if (s.params.size() != p || s.adam_m.size() != p || s.adam_v.size() != p || s.step < 0) {
+      throw std::invalid_argument("training state does not match the model");
+    }
+    set_parameters(s.params);
+    be_.upload(net_.adam_m(), s.adam_m.data(), static_cast<int64_t>(p));
+    be_.upload(net_.adam_v(), s.adam_v.data(), static_cast<int64_t>(p));
+    const int64_t counters[kCounterCount] = {s.step, 0};
+    be_.upload(net_.counters(), counters, kCounterCount);
+  }
+
  private:
   int64_t load_indices(std::span<const int32_t> indices) {
     const auto n = static_cast<int64_t>(indices.size());

@@ -36,6 +36,13 @@ struct EngineOptions {
 
 enum class Device { kAuto, kCpu, kCuda };
 
+// Everything a training run carries from one step to the next, for checkpoints and exact resume:
+// the RNG is counter-based (seed, step, epoch), so parameters, Adam moments and the step suffice.
+struct TrainingState {
+  std::vector<float> params, adam_m, adam_v;  // flat, in the graph's parameter layout
+  int64_t step = 0;                           // Adam updates done
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -52,6 +59,8 @@ class Engine {
   virtual std::vector<float> parameters() = 0;
   virtual void set_parameters(std::span<const float> values) = 0;
   virtual int64_t step() = 0;  // Adam updates done so far
+  virtual TrainingState state() = 0;
+  virtual void set_state(const TrainingState& state) = 0;  // throws if sizes do not match
 };
 
 // Builds an engine. kAuto picks CUDA when a usable GPU is there, else the CPU and sets *notice to

@@ -194,6 +194,40 @@ TEST(CpuEngine, LearnsASmallTaskAndIsDeterministic) {
   EXPECT_EQ(p1, p2);  // same seed, same bits: shuffles, masks and reductions are all deterministic
 }
 
+// Counter-based RNG + saved moments and step: 2 epochs, save, a fresh engine, 2 more == 4 epochs.
+TEST(CpuEngine, ResumeFromStateIsBitwiseExact) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.3,dense16,drop0.5"), Shape{1, 8, 8}, 4);
+  const Quadrants data(300);
+  std::vector<int32_t> train(300);
+  std::iota(train.begin(), train.end(), 0);
+  EngineOptions opt;
+  opt.batch_size = 64;
+  opt.seed = 5;
+  const Dataset ds{data.images.data(), data.labels.data(), 300, Shape{1, 8, 8}};
+  auto straight = make_cpu_engine(g, opt);
+  straight->set_dataset(ds);
+  for (int e = 0; e < 4; ++e) straight->train_epoch(train, e);
+
+  auto first = make_cpu_engine(g, opt);
+  first->set_dataset(ds);
+  for (int e = 0; e < 2; ++e) first->train_epoch(train, e);
+  const TrainingState saved = first->state();
+  EXPECT_EQ(saved.step, 2 * 5);
+  auto resumed = make_cpu_engine(g, opt);
+  resumed->set_dataset(ds);
+  resumed->set_state(saved);
+  for (int e = 2; e < 4; ++e) resumed->train_epoch(train, e);
+
+  const TrainingState a = straight->state(), b = resumed->state();
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.adam_m, b.adam_m);
+  EXPECT_EQ(a.adam_v, b.adam_v);
+  TrainingState wrong = saved;
+  wrong.adam_v.pop_back();
+  EXPECT_THROW(resumed->set_state(wrong), std::invalid_argument);
+}
+
 TEST(CpuEngine, RejectsIndicesOutsideTheDataset) {
   const Graph g = Graph::build(ModelSpec::parse("dense4"), Shape{1, 8, 8}, 4);
   const Quadrants data(10);
