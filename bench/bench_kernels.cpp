@@ -1,29 +1,82 @@
-// Per-layer timing of the training step (see docs/performance.md).
+// bench_kernels: every op of the training step, on every backend built in, against the device's
+// limits. See docs/performance.md ("bench_kernels") for what it measures and how to read it, and
+// tools/bench_report.py for the table, the roofline picture and the comparison of two runs.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
-#include "engine/cpu_backend.hpp"
-#include "engine/network.hpp"
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/bench_common.hpp"
+#include "bench/bench_cpu.hpp"
+#include "bench/cpu_peak.hpp"
+#if MNIST_GPU_HAVE_CUDA
+#include "bench/bench_cuda.hpp"
+#endif
 
 namespace {
 
-void BM_cpu_train_step(benchmark::State& state) {
-  const mg::Graph g = mg::Graph::build(mg::ModelSpec::seed());
-  const int64_t n = state.range(0);
-  mg::CpuBackend<float> be;
-  mg::Network<mg::CpuBackend<float>> net(be, g, n, 42);
-  for (int64_t i = 0; i < n * 784; ++i) net.input()[i] = static_cast<float>(i % 255) / 255.0f;
-  for (int64_t i = 0; i < n; ++i) net.labels()[i] = static_cast<int32_t>(i % 10);
-  for (auto _ : state) {
-    net.forward(n, true);
-    net.loss(n);
-    net.backward(n);
-    net.adam_update();
-    benchmark::ClobberMemory();
+// 0.2 s of timed calls per benchmark keeps the whole CPU run near two minutes on two cores; a
+// --benchmark_min_time given on the command line comes later and wins.
+constexpr const char* kDefaultMinTime = "--benchmark_min_time=0.2";
+
+bool only_listing(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--benchmark_list_tests" || a == "--benchmark_list_tests=true" ||
+        a == "--benchmark_list_tests=1")
+      return true;
   }
-  state.SetItemsProcessed(state.iterations() * n);
+  return false;
 }
-BENCHMARK(BM_cpu_train_step)->Arg(128)->Unit(benchmark::kMillisecond);
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  args.push_back(argv[0]);
+  args.push_back(const_cast<char*>(kDefaultMinTime));
+  for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+  int n_args = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&n_args, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n_args, args.data())) return 1;
+
+  namespace mb = mg::bench;
+  // Peaks in FLOP/s and B/s, as plain numbers for tools/bench_report.py; the source says how.
+  mb::Peak cpu;
+  if (!only_listing(argc, argv)) cpu = mb::measure_cpu_peak();
+  benchmark::AddCustomContext("model", std::string(mg::kSeedModelSpec));
+  benchmark::AddCustomContext("cpu_threads", std::to_string(omp_get_max_threads()));
+  benchmark::AddCustomContext("cpu_peak_flops", number(cpu.flops));
+  benchmark::AddCustomContext("cpu_peak_bytes_per_s", number(cpu.bytes_per_s));
+  benchmark::AddCustomContext("cpu_peak_source", cpu.source.empty() ? "not measured" : cpu.source);
+  benchmark::AddCustomContext("cpu_cache", mb::cpu_cache_policy());
+  benchmark::AddCustomContext("flop_convention",
+                              "2 per GEMM multiply-add; 1 per elementwise add, multiply, divide, "
+                              "compare, exp, log, sqrt; integer work not counted");
+  benchmark::AddCustomContext("bytes_convention",
+                              "minimum bytes: each tensor of the layer's interface (activations, "
+                              "parameters, gradients, pool argmax) read once and written once, no "
+                              "workspace; train_step = sum of its ops");
+  mb::register_cpu_benchmarks(cpu);
+#if MNIST_GPU_HAVE_CUDA
+  mb::register_cuda_benchmarks();
+#else
+  benchmark::AddCustomContext("cuda",
+                              "absent: bench_kernels was built without CUDA "
+                              "(no nvcc at configure time, or -DMNIST_GPU_CUDA=OFF)");
+#endif
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
