@@ -1,0 +1,77 @@
+// Per-element arithmetic of the 3x3 'same' convolution (stride 1, zero padding 1), shared by the
+// CUDA kernels (kernels/conv.cu) and the CPU tests (tests/test_kernel_math.cpp), which call these
+// over every index and compare with cpu::im2col_3x3 and friends. No CUDA here.
+//
+// Layouts (the same as engine/cpu_ops.hpp):
+//   x, dx       [N, C_in, H, W]
+//   col         [C_in*9, N*H*W]   row c*9 + ky*3 + kx, column (n*H + y)*W + x
+//   tmp         [C_out, N*H*W]    the GEMM's output, channel-major
+//   y, dy       [N, C_out, H, W]
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/philox.cuh"  // MG_HOST_DEVICE
+
+namespace mg::kern {
+
+struct Conv3x3Dims {
+  int64_t n = 0, c_in = 0, h = 0, w = 0, c_out = 0;
+  MG_HOST_DEVICE int64_t hw() const { return h * w; }
+  MG_HOST_DEVICE int64_t k() const { return c_in * 9; }      // GEMM inner size, rows of col
+  MG_HOST_DEVICE int64_t cols() const { return n * h * w; }  // one column per output pixel
+};
+
+// col[idx], idx in [0, k()*cols()): the input pixel the column reads, or zero in the padding.
+template <class T>
+MG_HOST_DEVICE T im2col_3x3_at(const T* x, const Conv3x3Dims& d, int64_t idx) {
+  const int64_t cols = d.cols(), hw = d.hw();
+  const int64_t row = idx / cols, col = idx - row * cols;
+  const int64_t c = row / 9, kk = row - c * 9;
+  const int64_t n = col / hw, p = col - n * hw;
+  const int64_t y = p / d.w, x0 = p - y * d.w;
+  const int64_t sy = y + kk / 3 - 1, sx = x0 + kk % 3 - 1;
+  if (sy < 0 || sy >= d.h || sx < 0 || sx >= d.w) return T(0);
+  return x[(n * d.c_in + c) * hw + sy * d.w + sx];
+}
+
+// dx[idx], idx in [0, n*c_in*h*w): the adjoint of im2col as a gather. The pixel sums the (up to 9)
+// column entries that read it, in the order kk = 0..8 the CPU reference uses, so the sums agree
+// bit for bit.
+template <class T>
+MG_HOST_DEVICE T col2im_3x3_at(const T* col, const Conv3x3Dims& d, int64_t idx) {
+  const int64_t cols = d.cols(), hw = d.hw();
+  const int64_t plane = idx / hw, p = idx - plane * hw;
+  const int64_t n = plane / d.c_in, c = plane - n * d.c_in;
+  const int64_t y = p / d.w, x0 = p - y * d.w;
+  T sum = 0;
+  for (int64_t kk = 0; kk < 9; ++kk) {
+    const int64_t ty = y - (kk / 3 - 1), tx = x0 - (kk % 3 - 1);
+    if (ty < 0 || ty >= d.h || tx < 0 || tx >= d.w) continue;
+    sum += col[(c * 9 + kk) * cols + n * hw + ty * d.w + tx];
+  }
+  return sum;
+}
+
+// y[idx] for y [n, c, s] from the channel-major GEMM output tmp [c, n, s]: permute, add the bias,
+// then ReLU when asked, as cpu::cnhw_bias_act_to_nchw does (std::max(v, 0): a NaN passes through).
+template <class T>
+MG_HOST_DEVICE T conv_output_at(const T* tmp, const T* b, int64_t n, int64_t c, int64_t s,
+                                bool relu, int64_t idx) {
+  const int64_t i = idx / (c * s), r = idx - i * c * s;
+  const int64_t j = r / s, k = r - j * s;
+  const T v = tmp[(j * n + i) * s + k] + b[j];
+  return (relu && v < T(0)) ? T(0) : v;
+}
+
+// The channel-major output gradient, element e in [0, n*s) of channel j: dy[i, j, k] (e = i*s + k),
+// masked by the ReLU where the output y was not positive (cpu::nchw_act_grad_to_cnhw's test).
+template <class T>
+MG_HOST_DEVICE T conv_grad_cn_at(const T* y, const T* dy, int64_t c, int64_t s, bool relu,
+                                 int64_t j, int64_t e) {
+  const int64_t i = e / s, k = e - i * s;
+  const int64_t src = (i * c + j) * s + k;
+  return (!relu || y[src] > T(0)) ? dy[src] : T(0);
+}
+
+}  // namespace mg::kern
