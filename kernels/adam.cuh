@@ -1,0 +1,17 @@
+// Adam on the GPU: one fused kernel over the flat parameter buffer. Element arithmetic in
+// kernels/adam_math.cuh; the step size is computed on the device from the step counter.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "engine/adam.hpp"
+
+namespace mg::kern {
+
+// p, m, v updated in place from g, for count elements; *step is update number t - 1.
+void adam_update(float* p, const float* g, float* m, float* v, int64_t count, const AdamConfig& c,
+                 const int64_t* step, cudaStream_t stream);
+
+}  // namespace mg::kern

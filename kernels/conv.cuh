@@ -1,0 +1,45 @@
+// The 3x3 'same' convolution on the GPU: im2col and col2im kernels, the fused output and
+// output-gradient kernels, and the layer as the backend calls it. Element arithmetic lives in
+// kernels/conv_math.cuh. All launches go to `stream`; nothing synchronizes.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/conv_math.cuh"
+
+namespace mg::kern {
+
+// col [k(), cols()] = im2col(x): one thread per column entry.
+void im2col_3x3(const float* x, const Conv3x3Dims& d, float* col, cudaStream_t stream);
+
+// dx [n, c_in, h, w] = col2im(col): a gather, one thread per input element, no atomics.
+void col2im_3x3(const float* col, const Conv3x3Dims& d, float* dx, cudaStream_t stream);
+
+// y [n, c, s] = relu?(permute(tmp [c, n, s]) + b): the GEMM's epilogue in one pass.
+void conv_output(const float* tmp, const float* b, int64_t n, int64_t c, int64_t s, bool relu,
+                 float* y, cudaStream_t stream);
+
+// dy_cn [c, n*s] = permute(relu-masked dy [n, c, s]) and db[j] = sum of row j of dy_cn, in one
+// pass: one block per channel, a fixed-order sum in double (deterministic). dy is left unchanged.
+void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, int64_t s, bool relu,
+                       float* dy_cn, float* db, cudaStream_t stream);
+
+// y = relu?(conv(x, w) + b): im2col -> one SGEMM for the whole batch -> conv_output.
+// w is [c_out, c_in, 3, 3]; col holds k()*cols() floats and keeps im2col(x) for the backward pass;
+// tmp holds c_out*cols().
+void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const Conv3x3Dims& d, bool relu,
+                     const float* x, const float* w, const float* b, float* y, float* col,
+                     float* tmp);
+
+// From dy (masked by the ReLU of y when relu): db, dw = dy_cn * col^T, and when dx is not null
+// dx = col2im(w^T * dy_cn). col must hold im2col(x) as conv3x3_forward left it (Network gives each
+// conv layer its own); it is overwritten with d(col) when dx is wanted. Gradients are overwritten,
+// never accumulated; dy is left unchanged.
+void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const Conv3x3Dims& d, bool relu,
+                      const float* w, const float* y, const float* dy, float* dx, float* dw,
+                      float* db, float* col, float* tmp);
+
+}  // namespace mg::kern

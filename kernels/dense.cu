@@ -1,0 +1,55 @@
+#include "kernels/dense.cuh"
+#include "kernels/device.cuh"
+#include "kernels/gemm.cuh"
+
+namespace mg::kern {
+namespace {
+
+__global__ void bias_relu_kernel(float* y, const float* b, int64_t count, int64_t out, bool relu) {
+  for_each_strided(grid_first(), grid_stride(), count,
+                   [&](int64_t i) { y[i] = bias_relu_at(y, b, out, relu, i); });
+}
+
+// Consecutive threads take consecutive columns, so each row is read coalesced.
+__global__ void dense_grad_prepare_kernel(const float* y, float* dy, int64_t n, int64_t out,
+                                          bool relu, float* db) {
+  for_each_strided(grid_first(), grid_stride(), out,
+                   [&](int64_t j) { db[j] = dense_bias_grad_column(y, dy, n, out, relu, j); });
+}
+
+}  // namespace
+
+void bias_relu(float* y, const float* b, int64_t n, int64_t out, bool relu, cudaStream_t stream) {
+  const int64_t count = n * out;
+  if (count == 0) return;
+  bias_relu_kernel<<<grid_for(count), kBlock, 0, stream>>>(y, b, count, out, relu);
+  MG_CHECK_LAUNCH("bias_relu_kernel");
+}
+
+void dense_grad_prepare(const float* y, float* dy, int64_t n, int64_t out, bool relu, float* db,
+                        cudaStream_t stream) {
+  if (out == 0) return;
+  dense_grad_prepare_kernel<<<grid_for(out), kBlock, 0, stream>>>(y, dy, n, out, relu, db);
+  MG_CHECK_LAUNCH("dense_grad_prepare_kernel");
+}
+
+void dense_forward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
+                   bool relu, const float* x, const float* w, const float* b, float* y) {
+  // y [n, out] = x [n, in] * w [out, in]^T
+  gemm_row_major(handle, stream, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  bias_relu(y, b, n, out, relu, stream);
+}
+
+void dense_backward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
+                    bool relu, const float* x, const float* w, const float* y, float* dy, float* dx,
+                    float* dw, float* db) {
+  dense_grad_prepare(y, dy, n, out, relu, db, stream);
+  // dw [out, in] = dy [n, out]^T * x [n, in]
+  gemm_row_major(handle, stream, true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+  // dx [n, in] = dy [n, out] * w [out, in]
+  if (dx != nullptr) {
+    gemm_row_major(handle, stream, false, false, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+  }
+}
+
+}  // namespace mg::kern

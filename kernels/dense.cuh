@@ -1,0 +1,31 @@
+// The dense layer on the GPU: cuBLAS GEMMs (kernels/gemm.cuh) plus the bias / ReLU kernels whose
+// element arithmetic is kernels/dense_math.cuh.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/dense_math.cuh"
+
+namespace mg::kern {
+
+// y [n, out] = relu?(y + b), in place.
+void bias_relu(float* y, const float* b, int64_t n, int64_t out, bool relu, cudaStream_t stream);
+
+// dy [n, out] masked in place by the ReLU of y (when relu), and db[j] = column sum of dy: one
+// thread per column, rows in order (the CPU's float sum, exactly).
+void dense_grad_prepare(const float* y, float* dy, int64_t n, int64_t out, bool relu, float* db,
+                        cudaStream_t stream);
+
+// y [n, out] = relu?(x [n, in] * w [out, in]^T + b).
+void dense_forward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
+                   bool relu, const float* x, const float* w, const float* b, float* y);
+
+// dy is masked in place (consumed); db, dw = dy^T x, and dx = dy w when dx is not null.
+void dense_backward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
+                    bool relu, const float* x, const float* w, const float* y, float* dy, float* dx,
+                    float* dw, float* db);
+
+}  // namespace mg::kern
