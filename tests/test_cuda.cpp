@@ -1,0 +1,865 @@
+// The CUDA backend against the CPU backend: every op on fresh random inputs (several shapes, batch
+// 1 and odd sizes, outputs poisoned with NaN before the run), whole training steps, the epoch
+// shuffle, graph capture against eager launches, and cuda_usable()'s messages. Compiled by g++
+// against the CUDA runtime headers, only in CUDA builds. Without a usable GPU every test that needs
+// one skips, naming the reason cuda_usable() gives ("no CUDA GPU: ...").
+//
+// Tolerances, with their reasons:
+// - Exact (bit for bit against CpuBackend<float>) where the kernel performs the reference's very
+//   roundings: im2col, col2im, pooling values and argmax, dropout masks and scaling, the gather.
+// - Per element |gpu - ref| <= 1e-5 * max|ref| + 1e-4 * |ref| against CpuBackend<double> on the
+// same
+//   inputs, for the float32 GEMMs and reductions (conv, dense, softmax cross-entropy): float32's
+//   6e-8 unit roundoff over sums of up to ~10^4 terms stays one to two orders below it, while a
+//   wrong index or a missing term lands far above.
+// - Adam: 1e-6 relative against CpuBackend<float>; nvcc fuses a*b + c into an FMA (other rounding).
+// - Whole networks and training runs, where a float rounding can flip a ReLU or a pooling choice
+//   near a tie: norm-wise bounds, stated at each test.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/basic_engine.hpp"
+#include "engine/cpu_backend.hpp"
+#include "engine/cpu_ops.hpp"
+#include "engine/cuda_backend.cuh"
+#include "engine/cuda_engine.hpp"
+#include "engine/engine.hpp"
+#include "engine/init.hpp"
+#include "engine/network.hpp"
+#include "kernels/cuda_check.cuh"
+#include "kernels/gemm.cuh"
+#include "test_util.hpp"
+
+namespace mg {
+namespace {
+
+using Floats = std::vector<float>;
+using Doubles = std::vector<double>;
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// --- helpers -------------------------------------------------------------------------------------
+
+Floats random_floats(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  const Doubles d = test::random_vector(static_cast<size_t>(n), seed, lo, hi);
+  Floats f(d.size());
+  for (size_t i = 0; i < d.size(); ++i) f[i] = static_cast<float>(d[i]);
+  return f;
+}
+
+Floats tied_floats(int64_t n, uint64_t seed) {  // small integers: pooling windows with ties
+  std::mt19937_64 rng(seed);
+  Floats f(static_cast<size_t>(n));
+  for (auto& v : f) v = static_cast<float>(rng() % 3) - 1.0f;
+  return f;
+}
+
+Doubles widen(const Floats& f) { return Doubles(f.begin(), f.end()); }
+
+template <class U>
+DeviceBuffer<U> device_copy(CudaBackend& be, const std::vector<U>& host) {
+  auto d = be.alloc<U>(static_cast<int64_t>(host.size()));
+  be.upload(d.data(), host.data(), static_cast<int64_t>(host.size()));
+  return d;
+}
+
+DeviceBuffer<float> poisoned(CudaBackend& be, int64_t count) {
+  return device_copy(be, Floats(static_cast<size_t>(count), kNaN));
+}
+
+template <class U>
+std::vector<U> host_copy(CudaBackend& be, const U* device, int64_t count) {
+  std::vector<U> h(static_cast<size_t>(count));
+  be.download(h.data(), device, count);
+  return h;
+}
+
+// |gpu - ref| <= 1e-5 * max|ref| + 1e-4 * |ref| per element, and every element finite.
+void expect_close(const std::string& what, const Floats& gpu, const Doubles& ref) {
+  ASSERT_EQ(gpu.size(), ref.size()) << what;
+  double max_ref = 0;
+  for (const double r : ref) max_ref = std::max(max_ref, std::abs(r));
+  int bad = 0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    const double g = gpu[i], r = ref[i];
+    if (!std::isfinite(g) || std::abs(g - r) > 1e-5 * max_ref + 1e-4 * std::abs(r)) {
+      if (++bad <= 5) ADD_FAILURE() << what << "[" << i << "]: gpu " << g << " vs reference " << r;
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << gpu.size() << " elements out of tolerance";
+}
+
+// ||gpu - ref|| <= rtol * ||ref|| (2-norms), and every element finite.
+void expect_close_normwise(const std::string& what, const float* gpu, const double* ref,
+                           int64_t count, double rtol) {
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    ASSERT_TRUE(std::isfinite(gpu[i])) << what << "[" << i << "]";
+    diff += (gpu[i] - ref[i]) * (gpu[i] - ref[i]);
+    norm += ref[i] * ref[i];
+  }
+  EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm)) << what << " (" << count << " elements)";
+}
+
+Layer conv_layer(int64_t c_in, int64_t h, int64_t w, int64_t c_out, bool relu) {
+  Layer l;
+  l.kind = LayerKind::kConv2d;
+  l.index = 1;
+  l.in = {c_in, h, w};
+  l.out = {c_out, h, w};
+  l.relu = relu;
+  l.weight_size = c_out * c_in * 9;
+  l.bias_size = c_out;
+  return l;
+}
+
+Layer pool_layer(int64_t c, int64_t h, int64_t w) {
+  Layer l;
+  l.kind = LayerKind::kMaxPool;
+  l.index = 2;
+  l.in = {c, h, w};
+  l.out = {c, h / 2, w / 2};
+  return l;
+}
+
+Layer dropout_layer(int64_t c, int64_t h, int64_t w, float rate, int index) {
+  Layer l;
+  l.kind = LayerKind::kDropout;
+  l.index = index;
+  l.in = l.out = {c, h, w};
+  l.rate = rate;
+  return l;
+}
+
+Layer dense_layer(int64_t in, int64_t out, bool relu) {
+  Layer l;
+  l.kind = LayerKind::kDense;
+  l.index = 6;
+  l.in = {in, 1, 1};
+  l.out = {out, 1, 1};
+  l.relu = relu;
+  l.weight_size = out * in;
+  l.bias_size = out;
+  return l;
+}
+
+// --- fixtures ------------------------------------------------------------------------------------
+
+// Skips, naming the reason, when this process cannot use a GPU.
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static const std::string why = [] {
+      std::string w;
+      return cuda_usable(&w) ? std::string() : w;
+    }();
+    if (!why.empty()) GTEST_SKIP() << why;
+  }
+};
+
+// 0 stands for the launchers' default cap.
+int grid_cap(int param) { return param == 0 ? 65536 : param; }
+
+// Op tests run twice: with the launchers' normal grids, and with every grid capped at 3 blocks, so
+// each grid-stride loop runs many rounds (the results must not change).
+class CudaOp : public Cuda, public ::testing::WithParamInterface<int> {
+ protected:
+  void SetUp() override {
+    Cuda::SetUp();
+    if (IsSkipped()) return;
+    saved_ = cuda::max_grid_blocks();
+    cuda::set_max_grid_blocks(grid_cap(GetParam()));
+  }
+  void TearDown() override {
+    if (saved_ > 0) cuda::set_max_grid_blocks(saved_);
+  }
+
+ private:
+  int saved_ = 0;
+};
+
+INSTANTIATE_TEST_SUITE_P(Grids, CudaOp, ::testing::Values(0, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 3 ? std::string("ThreeBlocks")
+                                                  : std::string("FullGrid");
+                         });
+
+// --- ops -----------------------------------------------------------------------------------------
+
+struct ConvCase {
+  int64_t n, c_in, h, w, c_out;
+};
+const ConvCase kConvCases[] = {
+    {1, 1, 5, 5, 1},     {2, 3, 4, 7, 5},   {3, 2, 6, 3, 4},
+    {1, 32, 14, 14, 64}, {5, 1, 28, 28, 8}, {2, 4, 1, 1, 3},
+};
+
+TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
+  uint64_t seed = 100;
+  for (const ConvCase& c : kConvCases) {
+    for (const bool relu : {true, false}) {
+      SCOPED_TRACE("n=" + std::to_string(c.n) + " c_in=" + std::to_string(c.c_in) +
+                   " h=" + std::to_string(c.h) + " w=" + std::to_string(c.w) +
+                   " c_out=" + std::to_string(c.c_out) + " relu=" + std::to_string(relu));
+      const Layer l = conv_layer(c.c_in, c.h, c.w, c.c_out, relu);
+      const int64_t nx = c.n * c.c_in * c.h * c.w, ny = c.n * c.c_out * c.h * c.w;
+      const int64_t nw = c.c_out * c.c_in * 9, ncol = c.c_in * 9 * c.n * c.h * c.w;
+      const Floats x = random_floats(nx, ++seed), w = random_floats(nw, ++seed, -0.5, 0.5);
+      const Floats b = random_floats(c.c_out, ++seed), dy = random_floats(ny, ++seed);
+
+      CudaBackend be;
+      auto gx = device_copy(be, x), gw = device_copy(be, w), gb = device_copy(be, b),
+           gdy = device_copy(be, dy);
+      auto gy = poisoned(be, ny), gcol = poisoned(be, ncol), gtmp = poisoned(be, ny);
+      be.conv_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data(),
+                      {gcol.data(), gtmp.data()});
+      const Floats y = host_copy(be, gy.data(), ny);
+
+      CpuBackend<double> ref;
+      const Doubles xd = widen(x), wd = widen(w), bd = widen(b), dyd = widen(dy);
+      Doubles yd(static_cast<size_t>(ny)), cold(static_cast<size_t>(ncol)),
+          tmpd(static_cast<size_t>(ny));
+      ref.conv_forward(l, c.n, xd.data(), wd.data(), bd.data(), yd.data(),
+                       {cold.data(), tmpd.data()});
+      expect_close("conv y", y, yd);
+
+      // The column matrix the forward leaves for the backward is im2col(x), copied exactly.
+      Floats col_ref(static_cast<size_t>(ncol));
+      cpu::im2col_3x3(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out}, col_ref.data());
+      EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
+
+      // Backward from the GPU's own y on both sides, so the ReLU masks are the same.
+      const Doubles y_same = widen(y);
+      auto gdx = poisoned(be, nx), gdw = poisoned(be, nw), gdb = poisoned(be, c.c_out);
+      be.conv_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(), gdx.data(), gdw.data(),
+                       gdb.data(), {gcol.data(), gtmp.data()});
+      Doubles dxd(static_cast<size_t>(nx)), dwd(static_cast<size_t>(nw)),
+          dbd(static_cast<size_t>(c.c_out));
+      ref.conv_backward(l, c.n, xd.data(), wd.data(), y_same.data(), dyd.data(), dxd.data(),
+                        dwd.data(), dbd.data(), {cold.data(), tmpd.data()});
+      expect_close("conv dx", host_copy(be, gdx.data(), nx), dxd);
+      const Floats dw = host_copy(be, gdw.data(), nw), db = host_copy(be, gdb.data(), c.c_out);
+      expect_close("conv dw", dw, dwd);
+      expect_close("conv db", db, dbd);
+      EXPECT_EQ(host_copy(be, gdy.data(), ny), dy) << "conv_backward must leave dy unchanged";
+
+      // The first layer's form (no dx): the same dw and db, bit for bit.
+      be.conv_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data(),
+                      {gcol.data(), gtmp.data()});
+      auto gdw2 = poisoned(be, nw), gdb2 = poisoned(be, c.c_out);
+      be.conv_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(), nullptr, gdw2.data(),
+                       gdb2.data(), {gcol.data(), gtmp.data()});
+      EXPECT_EQ(host_copy(be, gdw2.data(), nw), dw);
+      EXPECT_EQ(host_copy(be, gdb2.data(), c.c_out), db);
+    }
+  }
+}
+
+TEST_P(CudaOp, MaxPoolMatchesTheCpuExactly) {
+  struct Case {
+    int64_t n, c, h, w;
+  };
+  uint64_t seed = 200;
+  for (const Case& c : {Case{1, 1, 2, 2}, Case{2, 3, 5, 7}, Case{4, 32, 28, 28}, Case{1, 2, 3, 3},
+                        Case{3, 5, 9, 4}}) {
+    for (const bool ties : {true, false}) {
+      SCOPED_TRACE("h=" + std::to_string(c.h) + " w=" + std::to_string(c.w) +
+                   " ties=" + std::to_string(ties));
+      const Layer l = pool_layer(c.c, c.h, c.w);
+      const int64_t nx = c.n * l.in.size(), ny = c.n * l.out.size();
+      const Floats x = ties ? tied_floats(nx, ++seed) : random_floats(nx, ++seed);
+      const Floats dy = random_floats(ny, ++seed);
+      CudaBackend be;
+      auto gx = device_copy(be, x), gdy = device_copy(be, dy);
+      auto gy = poisoned(be, ny), gdx = poisoned(be, nx);
+      auto garg = device_copy(be, std::vector<int32_t>(static_cast<size_t>(ny), -7));
+      be.pool_forward(l, c.n, gx.data(), gy.data(), garg.data());
+      be.pool_backward(l, c.n, gdy.data(), garg.data(), gdx.data());
+
+      CpuBackend<float> ref;
+      Floats y(static_cast<size_t>(ny)), dx(static_cast<size_t>(nx));
+      std::vector<int32_t> arg(static_cast<size_t>(ny));
+      ref.pool_forward(l, c.n, x.data(), y.data(), arg.data());
+      ref.pool_backward(l, c.n, dy.data(), arg.data(), dx.data());
+      EXPECT_EQ(host_copy(be, gy.data(), ny), y);
+      EXPECT_EQ(host_copy(be, garg.data(), ny), arg);
+      EXPECT_EQ(host_copy(be, gdx.data(), nx), dx);
+    }
+  }
+}
+
+TEST_P(CudaOp, DropoutMasksMatchTheCpuExactly) {
+  struct Case {
+    int64_t n, c, h, w;
+    float rate;
+  };
+  uint64_t seed = 300;
+  for (const Case& c : {Case{1, 1, 1, 1, 0.5f}, Case{3, 2, 5, 7, 0.25f}, Case{7, 3, 3, 3, 0.5f},
+                        Case{128, 64, 7, 7, 0.25f}, Case{5, 13, 1, 1, 0.9f}}) {
+    SCOPED_TRACE("count=" + std::to_string(c.n * c.c * c.h * c.w) +
+                 " rate=" + std::to_string(c.rate));
+    const Layer l = dropout_layer(c.c, c.h, c.w, c.rate, 4);
+    const int64_t count = c.n * l.in.size();
+    const Floats x = random_floats(count, ++seed), dy = random_floats(count, ++seed);
+    int64_t counters[kCounterCount] = {7, 0};
+    CudaBackend be;
+    auto gcounters = device_copy(be, std::vector<int64_t>(counters, counters + kCounterCount));
+    auto gx = device_copy(be, x), gdy = device_copy(be, dy);
+    auto gy = poisoned(be, count), gdx = poisoned(be, count);
+    be.dropout_forward(l, c.n, gx.data(), gy.data(), 42, gcounters.data());
+    be.dropout_backward(l, c.n, gdy.data(), gdx.data(), 42, gcounters.data());
+    CpuBackend<float> ref;
+    Floats y(static_cast<size_t>(count)), dx(static_cast<size_t>(count));
+    ref.dropout_forward(l, c.n, x.data(), y.data(), 42, counters);
+    ref.dropout_backward(l, c.n, dy.data(), dx.data(), 42, counters);
+    EXPECT_EQ(host_copy(be, gy.data(), count), y);
+    EXPECT_EQ(host_copy(be, gdx.data(), count), dx);
+    // In place (y aliases x), and a new step draws a new mask.
+    be.dropout_forward(l, c.n, gx.data(), gx.data(), 42, gcounters.data());
+    EXPECT_EQ(host_copy(be, gx.data(), count), y);
+    if (count >= 1000) {
+      counters[kStepCounter] = 8;
+      be.upload(gcounters.data(), counters, kCounterCount);
+      auto gx2 = device_copy(be, x);
+      be.dropout_forward(l, c.n, gx2.data(), gy.data(), 42, gcounters.data());
+      EXPECT_NE(host_copy(be, gy.data(), count), y);
+    }
+  }
+}
+
+TEST_P(CudaOp, DenseForwardAndBackwardMatchTheCpu) {
+  struct Case {
+    int64_t n, in, out;
+  };
+  uint64_t seed = 400;
+  for (const Case& c :
+       {Case{1, 1, 1}, Case{1, 3136, 128}, Case{7, 13, 5}, Case{128, 128, 10}, Case{33, 100, 17}}) {
+    for (const bool relu : {true, false}) {
+      SCOPED_TRACE("n=" + std::to_string(c.n) + " in=" + std::to_string(c.in) +
+                   " out=" + std::to_string(c.out) + " relu=" + std::to_string(relu));
+      const Layer l = dense_layer(c.in, c.out, relu);
+      const int64_t nx = c.n * c.in, ny = c.n * c.out, nw = c.in * c.out;
+      const Floats x = random_floats(nx, ++seed), w = random_floats(nw, ++seed, -0.1, 0.1);
+      const Floats b = random_floats(c.out, ++seed), dy = random_floats(ny, ++seed);
+      CudaBackend be;
+      auto gx = device_copy(be, x), gw = device_copy(be, w), gb = device_copy(be, b);
+      auto gy = poisoned(be, ny);
+      be.dense_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data());
+      const Floats y = host_copy(be, gy.data(), ny);
+      CpuBackend<double> ref;
+      const Doubles xd = widen(x), wd = widen(w), bd = widen(b);
+      Doubles yd(static_cast<size_t>(ny));
+      ref.dense_forward(l, c.n, xd.data(), wd.data(), bd.data(), yd.data());
+      expect_close("dense y", y, yd);
+
+      // Backward from the GPU's y on both sides (the same ReLU mask); dy is consumed by both.
+      const Doubles y_same = widen(y);
+      Doubles dyd = widen(dy), dxd(static_cast<size_t>(nx)), dwd(static_cast<size_t>(nw)),
+              dbd(static_cast<size_t>(c.out));
+      ref.dense_backward(l, c.n, xd.data(), wd.data(), y_same.data(), dyd.data(), dxd.data(),
+                         dwd.data(), dbd.data());
+      for (const bool want_dx : {true, false}) {
+        auto gdy = device_copy(be, dy);
+        auto gdx = poisoned(be, nx), gdw = poisoned(be, nw), gdb = poisoned(be, c.out);
+        be.dense_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(),
+                          want_dx ? gdx.data() : nullptr, gdw.data(), gdb.data());
+        if (want_dx) expect_close("dense dx", host_copy(be, gdx.data(), nx), dxd);
+        expect_close("dense dw", host_copy(be, gdw.data(), nw), dwd);
+        expect_close("dense db", host_copy(be, gdb.data(), c.out), dbd);
+      }
+    }
+  }
+}
+
+TEST_P(CudaOp, SoftmaxCrossEntropyMatchesTheCpu) {
+  struct Case {
+    int64_t n, classes;
+    double scale;  // logits uniform in [-scale, scale]; 1e4 checks the stability
+  };
+  uint64_t seed = 500;
+  for (const Case& c :
+       {Case{1, 10, 3}, Case{7, 3, 3}, Case{128, 10, 3}, Case{333, 10, 3}, Case{64, 10, 1e4}}) {
+    SCOPED_TRACE("n=" + std::to_string(c.n) + " classes=" + std::to_string(c.classes) +
+                 " scale=" + std::to_string(c.scale));
+    const Floats z = random_floats(c.n * c.classes, ++seed, -c.scale, c.scale);
+    std::vector<int32_t> labels(static_cast<size_t>(c.n));
+    std::mt19937 rng(static_cast<unsigned>(++seed));
+    for (auto& y : labels) y = static_cast<int32_t>(rng() % static_cast<unsigned>(c.classes));
+    CudaBackend be;
+    auto gz = device_copy(be, z);
+    auto glabels = device_copy(be, labels);
+    auto gdz = poisoned(be, c.n * c.classes), gprobs = poisoned(be, c.n * c.classes);
+    auto gsums = be.alloc<double>(kMetricCount);
+    be.softmax_xent(c.n, c.classes, gz.data(), glabels.data(), gdz.data(), gsums.data());
+    be.softmax_xent(c.n, c.classes, gz.data(), glabels.data(), nullptr, gsums.data());  // eval form
+    be.softmax(c.n, c.classes, gz.data(), gprobs.data());
+
+    CpuBackend<double> ref;
+    const Doubles zd = widen(z);
+    Doubles dzd(zd.size()), probsd(zd.size()), sums(kMetricCount, 0.0);
+    ref.softmax_xent(c.n, c.classes, zd.data(), labels.data(), dzd.data(), sums.data());
+    ref.softmax(c.n, c.classes, zd.data(), probsd.data());
+    expect_close("dlogits", host_copy(be, gdz.data(), c.n * c.classes), dzd);
+    expect_close("probs", host_copy(be, gprobs.data(), c.n * c.classes), probsd);
+    const std::vector<double> got = host_copy(be, gsums.data(), kMetricCount);
+    // Twice the reference's sums: both calls add. Loss: float32 per row (relative 1e-6 of the row's
+    // magnitude, up to 1e4 here), summed in double.
+    EXPECT_NEAR(got[kLossSum], 2 * sums[kLossSum],
+                1e-5 * (2 * sums[kLossSum] + c.scale * static_cast<double>(c.n)));
+    EXPECT_EQ(got[kCorrectSum], 2 * sums[kCorrectSum]);
+    EXPECT_EQ(got[kSampleSum], 2.0 * static_cast<double>(c.n));
+  }
+}
+
+TEST_P(CudaOp, AdamMatchesTheCpu) {
+  const AdamConfig config;
+  for (const int64_t count : {int64_t{1}, int64_t{1001}, int64_t{421642}}) {
+    for (const int64_t first_step : {int64_t{0}, int64_t{5}}) {
+      SCOPED_TRACE("count=" + std::to_string(count) + " step=" + std::to_string(first_step));
+      Floats p = random_floats(count, 600), m(static_cast<size_t>(count), 0.0f), v = m;
+      CudaBackend be;
+      auto gp = device_copy(be, p), gm = device_copy(be, m), gv = device_copy(be, v);
+      auto gcounters = be.alloc<int64_t>(kCounterCount);
+      CpuBackend<float> ref;
+      for (int64_t step = first_step; step < first_step + 3; ++step) {
+        const Floats g = random_floats(count, 601 + static_cast<uint64_t>(step), -0.01, 0.01);
+        auto gg = device_copy(be, g);
+        const int64_t counters[kCounterCount] = {step, 0};
+        be.upload(gcounters.data(), counters, kCounterCount);
+        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, gcounters.data());
+        ref.adam(p.data(), g.data(), m.data(), v.data(), count, config, counters);
+      }
+      const Floats p_gpu = host_copy(be, gp.data(), count), m_gpu = host_copy(be, gm.data(), count),
+                   v_gpu = host_copy(be, gv.data(), count);
+      int bad = 0;
+      for (size_t i = 0; i < p.size(); ++i) {
+        const bool ok = std::abs(p_gpu[i] - p[i]) <= 1e-6 * std::abs(p[i]) &&
+                        std::abs(m_gpu[i] - m[i]) <= 1e-6 * std::abs(m[i]) &&
+                        std::abs(v_gpu[i] - v[i]) <= 1e-6 * std::abs(v[i]);
+        if (!ok && ++bad <= 5) {
+          ADD_FAILURE() << "[" << i << "] p " << p_gpu[i] << " vs " << p[i] << ", m " << m_gpu[i]
+                        << " vs " << m[i] << ", v " << v_gpu[i] << " vs " << v[i];
+        }
+      }
+      EXPECT_EQ(bad, 0);
+    }
+  }
+}
+
+TEST_P(CudaOp, GatherAndCountersMatchTheCpuExactly) {
+  const int64_t samples = 50, size = 28 * 28;
+  std::mt19937_64 rng(700);
+  std::vector<uint8_t> images(static_cast<size_t>(samples * size)),
+      labels(static_cast<size_t>(samples));
+  for (auto& b : images) b = static_cast<uint8_t>(rng() % 256);
+  for (auto& b : labels) b = static_cast<uint8_t>(rng() % 10);
+  std::vector<int32_t> order(static_cast<size_t>(samples));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (const int64_t n : {int64_t{1}, int64_t{20}}) {
+    int64_t counters[kCounterCount] = {3, 13};
+    CudaBackend be;
+    auto gimages = device_copy(be, images), glabels = device_copy(be, labels);
+    auto gorder = device_copy(be, order);
+    auto gcounters = device_copy(be, std::vector<int64_t>(counters, counters + kCounterCount));
+    auto gx = poisoned(be, n * size);
+    auto gy = device_copy(be, std::vector<int32_t>(static_cast<size_t>(n), -1));
+    be.gather(gimages.data(), glabels.data(), size, gorder.data(), gcounters.data(), n, gx.data(),
+              gy.data());
+    CpuBackend<float> ref;
+    Floats x(static_cast<size_t>(n * size));
+    std::vector<int32_t> y(static_cast<size_t>(n));
+    ref.gather(images.data(), labels.data(), size, order.data(), counters, n, x.data(), y.data());
+    EXPECT_EQ(host_copy(be, gx.data(), n * size), x);
+    EXPECT_EQ(host_copy(be, gy.data(), n), y);
+
+    be.end_step(gcounters.data(), n);
+    ref.end_step(counters, n);
+    be.advance_cursor(gcounters.data(), 5);
+    ref.advance_cursor(counters, 5);
+    EXPECT_EQ(host_copy(be, gcounters.data(), kCounterCount),
+              std::vector<int64_t>(counters, counters + kCounterCount));
+  }
+}
+
+TEST_P(CudaOp, EpochShuffleIsEpochOrder) {
+  CudaBackend be;
+  for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{1000}, int64_t{59500}}) {
+    std::vector<int32_t> indices(static_cast<size_t>(n));
+    std::iota(indices.begin(), indices.end(), 17);
+    std::shuffle(indices.begin(), indices.end(), std::mt19937(static_cast<unsigned>(n)));
+    auto gindices = device_copy(be, indices);
+    auto gorder = device_copy(be, std::vector<int32_t>(static_cast<size_t>(n), -1));
+    for (const int64_t epoch : {int64_t{0}, int64_t{1}, int64_t{19}}) {
+      be.shuffle(gorder.data(), gindices.data(), n, 42, epoch);
+      EXPECT_EQ(host_copy(be, gorder.data(), n), epoch_order(indices, 42, epoch))
+          << "n=" << n << " epoch=" << epoch;
+    }
+  }
+}
+
+// --- plumbing ------------------------------------------------------------------------------------
+
+TEST_F(Cuda, DeviceBuffersAreZeroFilledAndMovable) {
+  CudaBackend be;
+  auto a = be.alloc<float>(1000);
+  EXPECT_EQ(a.size(), 1000);
+  EXPECT_EQ(host_copy(be, a.data(), 1000), Floats(1000, 0.0f));
+  const float* p = a.data();
+  DeviceBuffer<float> b = std::move(a);
+  EXPECT_EQ(b.data(), p);
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(a.size(), 0);
+  auto empty = be.alloc<int32_t>(0);
+  EXPECT_EQ(empty.data(), nullptr);
+  EXPECT_THROW(be.alloc<float>(-1), std::invalid_argument);
+}
+
+TEST_F(Cuda, DeviceNameNamesTheGpuAndItsArchitecture) {
+  CudaBackend be;
+  const std::string name = be.device_name();
+  EXPECT_EQ(name.rfind("cuda:0 ", 0), 0u) << name;
+  EXPECT_NE(name.find("(sm_"), std::string::npos) << name;
+}
+
+TEST_F(Cuda, GemmRowMajorMatchesTheCpuForEveryTransposeAndRejectsAForeignStream) {
+  CudaBackend be;
+  const int64_t m = 5, n = 7, k = 3;
+  for (const bool ta : {false, true}) {
+    for (const bool tb : {false, true}) {
+      const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+      const Floats a = random_floats(m * k, 800), b = random_floats(k * n, 801),
+                   c0 = random_floats(m * n, 802);
+      auto ga = device_copy(be, a), gb = device_copy(be, b), gc = device_copy(be, c0);
+      kern::gemm_row_major(be.cublas(), be.stream(), ta, tb, m, n, k, 1.5f, ga.data(), lda,
+                           gb.data(), ldb, 0.5f, gc.data(), n);
+      Doubles ad = widen(a), bd = widen(b), cd = widen(c0);
+      cpu::gemm(ta, tb, m, n, k, 1.5, ad.data(), lda, bd.data(), ldb, 0.5, cd.data(), n);
+      expect_close(std::string("gemm ta=") + (ta ? "T" : "N") + " tb=" + (tb ? "T" : "N"),
+                   host_copy(be, gc.data(), m * n), cd);
+    }
+  }
+  auto g = be.alloc<float>(1);
+  EXPECT_THROW(kern::gemm_row_major(be.cublas(), nullptr, false, false, 1, 1, 1, 1.0f, g.data(), 1,
+                                    g.data(), 1, 0.0f, g.data(), 1),
+               std::logic_error);
+}
+
+// --- whole networks and training -----------------------------------------------------------------
+
+// A labelled 28x28 set every CNN can learn: the label is the quadrant holding a bright square.
+struct QuadrantData {
+  std::vector<uint8_t> images, labels;
+  explicit QuadrantData(int64_t n)
+      : images(static_cast<size_t>(n) * 784), labels(static_cast<size_t>(n)) {
+    std::mt19937 rng(5);
+    for (int64_t i = 0; i < n; ++i) {
+      const int q = static_cast<int>(rng() % 4);
+      labels[static_cast<size_t>(i)] = static_cast<uint8_t>(q);
+      uint8_t* img = images.data() + i * 784;
+      for (int p = 0; p < 784; ++p)
+        img[p] = (rng() % 4 == 0) ? static_cast<uint8_t>(rng() % 80) : 0;
+      const int oy = (q / 2) * 14 + static_cast<int>(rng() % 6),
+                ox = (q % 2) * 14 + static_cast<int>(rng() % 6);
+      for (int y = 0; y < 7; ++y)
+        for (int x = 0; x < 7; ++x)
+          img[(oy + y) * 28 + ox + x] = static_cast<uint8_t>(200 + rng() % 56);
+    }
+  }
+  Dataset dataset() const {
+    return {images.data(), labels.data(), static_cast<int64_t>(labels.size()), Shape{1, 28, 28}};
+  }
+};
+
+std::vector<int32_t> iota_indices(int32_t first, int32_t count) {
+  std::vector<int32_t> v(static_cast<size_t>(count));
+  std::iota(v.begin(), v.end(), first);
+  return v;
+}
+
+CudaBackend& backend_of(Engine& e) {
+  return dynamic_cast<BasicEngine<CudaBackend>&>(e).network().backend();
+}
+
+// Forward, loss and backward of the seed model on the GPU against the double CPU network from the
+// same parameters and batch, dropout on. Norm-wise per tensor: logits within 1e-5, every gradient
+// tensor within 1e-4 (a rounding that flips one ReLU or pooling choice near a tie moves one term of
+// a sum of thousands: far below that; a wrong index or a missing term: far above).
+TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const int64_t p = g.param_count();
+  Floats params(static_cast<size_t>(p));
+  glorot_uniform_init<float>(g, 42, params);
+  for (const Layer& l : g.layers())
+    for (int64_t i = 0; i < l.bias_size; ++i)
+      params[static_cast<size_t>(l.bias_offset + i)] =
+          0.05f * static_cast<float>(std::cos(double(i)));
+  for (const int64_t n : {int64_t{1}, int64_t{3}}) {
+    SCOPED_TRACE("batch " + std::to_string(n));
+    const Floats x = random_floats(n * 784, 900 + static_cast<uint64_t>(n), 0.0, 1.0);
+    std::vector<int32_t> labels(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      labels[static_cast<size_t>(i)] = static_cast<int32_t>((3 * i + 1) % 10);
+    const int64_t counters[kCounterCount] = {5, 0};
+
+    CudaBackend be;
+    Network<CudaBackend> net(be, g, 4, 42);
+    be.upload(net.params(), params.data(), p);
+    be.upload(net.input(), x.data(), n * 784);
+    be.upload(net.labels(), labels.data(), n);
+    be.upload(net.counters(), counters, kCounterCount);
+    net.forward(n, true);
+    net.loss(n);
+    net.backward(n);
+    const Floats logits = host_copy(be, net.logits(), n * 10),
+                 grads = host_copy(be, net.grads(), p);
+
+    CpuBackend<double> cb;
+    Network<CpuBackend<double>> ref(cb, g, 4, 42);
+    std::copy(params.begin(), params.end(), ref.params());
+    std::copy(x.begin(), x.end(), ref.input());
+    std::copy(labels.begin(), labels.end(), ref.labels());
+    std::copy(counters, counters + kCounterCount, ref.counters());
+    ref.forward(n, true);
+    ref.loss(n);
+    ref.backward(n);
+    expect_close_normwise("logits", logits.data(), ref.logits(), n * 10, 1e-5);
+    for (const Layer& l : g.layers()) {
+      if (!l.has_params()) continue;
+      expect_close_normwise(l.name + " weight grad", grads.data() + l.weight_offset,
+                            ref.grads() + l.weight_offset, l.weight_size, 1e-4);
+      expect_close_normwise(l.name + " bias grad", grads.data() + l.bias_offset,
+                            ref.grads() + l.bias_offset, l.bias_size, 1e-4);
+    }
+    const std::vector<double> sums = host_copy(be, net.metric_sums(), kMetricCount);
+    EXPECT_NEAR(sums[kLossSum], ref.metric_sums()[kLossSum], 1e-5 * ref.metric_sums()[kLossSum]);
+    EXPECT_EQ(sums[kSampleSum], static_cast<double>(n));
+  }
+}
+
+// ||a - b|| for two parameter vectors.
+double distance(const Floats& a, const Floats& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return std::sqrt(s);
+}
+
+// One Adam step moves most parameters by about lr whatever their gradient's size, so the two
+// engines must agree to 1% of the step's length (a parameter whose gradient is ~0 may turn the
+// other way on a rounding: 2 lr out of a step of ~lr * sqrt(4e5)).
+TEST_F(Cuda, OneTrainingStepMatchesTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(64);
+  EngineOptions opt;
+  opt.batch_size = 32;
+  opt.seed = 7;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  const Floats p0 = cpu->parameters();
+  EXPECT_EQ(gpu->parameters(), p0) << "the same seed gives the same initial weights";
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto idx = iota_indices(0, 32);
+  const Metrics mg = gpu->train_epoch(idx, 0), mc = cpu->train_epoch(idx, 0);
+  EXPECT_EQ(gpu->step(), 1);
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
+  EXPECT_EQ(mg.count, mc.count);
+  const Floats pg = gpu->parameters(), pc = cpu->parameters();
+  EXPECT_LE(distance(pg, pc), 0.01 * distance(pc, p0));
+}
+
+// Fifty steps (an epoch of 1600 samples in batches of 32) from the same seed and data: the runs
+// may drift apart by roundings that flip a ReLU or a pooling choice, but stay within 2% of the
+// distance they travelled, and their losses within 1e-3.
+TEST_F(Cuda, FiftyTrainingStepsStayCloseToTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(2000);
+  EngineOptions opt;
+  opt.batch_size = 32;
+  opt.seed = 11;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  const Floats p0 = cpu->parameters();
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto train = iota_indices(0, 1600), test_idx = iota_indices(1600, 400);
+  const Metrics mg = gpu->train_epoch(train, 0), mc = cpu->train_epoch(train, 0);
+  EXPECT_EQ(gpu->step(), 50);
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-3 * mc.loss);
+  EXPECT_NEAR(mg.accuracy, mc.accuracy, 5.0 / 1600);
+  const Floats pg = gpu->parameters(), pc = cpu->parameters();
+  EXPECT_LE(distance(pg, pc), 0.02 * distance(pc, p0));
+  const Metrics eg = gpu->evaluate(test_idx, nullptr), ec = cpu->evaluate(test_idx, nullptr);
+  EXPECT_NEAR(eg.loss, ec.loss, 1e-2 * ec.loss + 1e-4);
+  EXPECT_GT(eg.accuracy, 0.9) << "the task is easy: 50 steps learn it";
+}
+
+struct RunResult {
+  std::vector<Metrics> metrics;
+  Floats params, probs;
+  int64_t step = 0;
+  size_t graphs = 0;
+  bool uses_graphs = false;
+};
+
+// Two epochs with a partial last batch, an evaluation in between that needs bigger index buffers
+// (so the captured graphs must be retired and captured again), then the state.
+RunResult train_twice(bool graphs) {
+  const Graph g = Graph::build(ModelSpec::parse("conv8,pool,conv16,pool,drop0.25,dense32,drop0.5"));
+  const QuadrantData data(1500);
+  EngineOptions opt;
+  opt.batch_size = 64;
+  opt.seed = 3;
+  opt.cuda_graph = graphs;
+  auto e = make_cuda_engine(g, opt);
+  e->set_dataset(data.dataset());
+  const auto train = iota_indices(0, 500), test_idx = iota_indices(500, 900);
+  RunResult r;
+  r.metrics.push_back(e->train_epoch(train, 0));  // 7 batches of 64 and one of 52
+  std::vector<float> probs;
+  r.metrics.push_back(e->evaluate(test_idx, &probs));
+  r.metrics.push_back(e->train_epoch(train, 1));
+  r.params = e->parameters();
+  r.probs = probs;
+  r.step = e->step();
+  r.graphs = backend_of(*e).captured_graphs();
+  r.uses_graphs = backend_of(*e).uses_graphs();
+  return r;
+}
+
+TEST_F(Cuda, GraphReplayEqualsEagerLaunchesBitForBit) {
+  const RunResult graph = train_twice(true), eager = train_twice(false), again = train_twice(true);
+  ASSERT_EQ(graph.metrics.size(), eager.metrics.size());
+  for (size_t i = 0; i < graph.metrics.size(); ++i) {
+    EXPECT_EQ(graph.metrics[i].loss, eager.metrics[i].loss) << i;
+    EXPECT_EQ(graph.metrics[i].accuracy, eager.metrics[i].accuracy) << i;
+    EXPECT_EQ(graph.metrics[i].count, eager.metrics[i].count) << i;
+  }
+  EXPECT_EQ(graph.step, 16);
+  EXPECT_EQ(eager.step, 16);
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_EQ(graph.probs, eager.probs);
+  EXPECT_EQ(graph.params, again.params) << "two runs from one seed must agree bit for bit";
+  // Capture is off under MNIST_GPU_SYNC_DEBUG=1 or MNIST_GPU_CUDA_GRAPH=0.
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "one graph per batch size (64 and 52)";
+  EXPECT_FALSE(eager.uses_graphs);
+  EXPECT_EQ(eager.graphs, 0u);
+}
+
+TEST_F(Cuda, TrainingStateRoundTripsExactly) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.25,dense16"));
+  const QuadrantData data(300);
+  EngineOptions opt;
+  opt.batch_size = 50;
+  const auto train = iota_indices(0, 300);
+  auto straight = make_cuda_engine(g, opt);
+  straight->set_dataset(data.dataset());
+  straight->train_epoch(train, 0);
+  const TrainingState saved = straight->state();
+  straight->train_epoch(train, 1);
+  auto resumed = make_cuda_engine(g, opt);
+  resumed->set_dataset(data.dataset());
+  resumed->set_state(saved);
+  resumed->train_epoch(train, 1);
+  EXPECT_EQ(resumed->step(), straight->step());
+  EXPECT_EQ(resumed->parameters(), straight->parameters());
+}
+
+// --- errors and cuda_usable() (no GPU needed) ----------------------------------------------------
+
+TEST(CudaErrors, ChecksNameTheCallTheErrorAndTheLine) {
+  try {
+    CUDA_CHECK(cudaErrorInvalidValue);
+    FAIL() << "CUDA_CHECK did not throw";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cudaErrorInvalidValue"), std::string::npos) << m;
+    EXPECT_NE(m.find("tests/test_cuda.cpp:"), std::string::npos) << m;
+  }
+  try {
+    CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
+    FAIL() << "CUBLAS_CHECK did not throw";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("CUBLAS_STATUS_INVALID_VALUE"), std::string::npos) << m;
+    EXPECT_NE(m.find("tests/test_cuda.cpp:"), std::string::npos) << m;
+  }
+  EXPECT_NO_THROW(CUDA_CHECK(cudaSuccess));
+  EXPECT_THROW(cuda::set_max_grid_blocks(0), std::invalid_argument);
+}
+
+TEST(CudaUsable, EachCauseGetsAMessageThatSaysWhatToDo) {
+  CudaProbe p;
+  p.built_architectures = "80,90";
+  p.error = "cudaErrorX: text";
+
+  p.status = CudaProbe::Status::kNoDevice;
+  EXPECT_EQ(describe_cuda_problem(p).rfind("no CUDA GPU: ", 0), 0u) << describe_cuda_problem(p);
+
+  p.status = CudaProbe::Status::kNoDriver;
+  EXPECT_EQ(describe_cuda_problem(p).rfind("no CUDA GPU: no NVIDIA driver", 0), 0u)
+      << describe_cuda_problem(p);
+
+  p.status = CudaProbe::Status::kOldDriver;
+  p.driver_version = 12040;
+  p.runtime_version = 13000;
+  const std::string old = describe_cuda_problem(p);
+  EXPECT_NE(old.find("CUDA 12.4"), std::string::npos) << old;
+  EXPECT_NE(old.find("CUDA 13.0"), std::string::npos) << old;
+  EXPECT_NE(old.find("update the NVIDIA driver"), std::string::npos) << old;
+
+  p.status = CudaProbe::Status::kNoKernelImage;
+  p.device = "Tesla T4";
+  p.major = 7;
+  p.minor = 5;
+  const std::string arch = describe_cuda_problem(p);
+  EXPECT_NE(arch.find("Tesla T4"), std::string::npos) << arch;
+  EXPECT_NE(arch.find("sm_75"), std::string::npos) << arch;
+  EXPECT_NE(arch.find("sm_80, sm_90"), std::string::npos) << arch;
+  EXPECT_NE(arch.find("-DCMAKE_CUDA_ARCHITECTURES=75"), std::string::npos) << arch;
+
+  p.status = CudaProbe::Status::kOtherError;
+  EXPECT_EQ(describe_cuda_problem(p), "CUDA is not usable: cudaErrorX: text");
+  p.status = CudaProbe::Status::kUsable;
+  EXPECT_EQ(describe_cuda_problem(p), "");
+}
+
+TEST(CudaUsable, AnswersWithAReasonWhenNot) {
+  std::string why = "unchanged";
+  const bool usable = cuda_usable(&why);
+  if (usable) {
+    EXPECT_EQ(why, "");
+  } else {
+    const bool known = why.rfind("no CUDA GPU: ", 0) == 0 ||
+                       why.rfind("the NVIDIA driver is too old", 0) == 0 ||
+                       why.rfind("GPU 0 (", 0) == 0 || why.rfind("CUDA is not usable: ", 0) == 0;
+    EXPECT_TRUE(known) << why;
+  }
+  EXPECT_EQ(cuda_usable(nullptr), usable);
+}
+
+TEST(CudaUsable, DeviceCudaWithoutAGpuFailsWithTheReason) {
+  std::string why;
+  if (cuda_usable(&why)) GTEST_SKIP() << "a GPU is usable here";
+  const Graph g = Graph::build(ModelSpec::seed());
+  try {
+    make_engine(Device::kCuda, g, {});
+    FAIL() << "make_engine(kCuda) without a GPU did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+  }
+  std::string notice;
+  auto e = make_engine(Device::kAuto, g, {}, &notice);
+  EXPECT_EQ(e->device_name(), "cpu");
+  EXPECT_NE(notice.find(why), std::string::npos) << notice;
+}
+
+}  // namespace
+}  // namespace mg
