@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
 #endif
 
   benchmark::RunSpecifiedBenchmarks();
+#if MNIST_GPU_HAVE_CUDA
+  mb::release_cuda_benchmarks();
+#endif
   benchmark::Shutdown();
   return 0;
 }
