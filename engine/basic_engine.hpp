@@ -44,17 +44,22 @@ class BasicEngine final : public Engine {
     dataset_count_ = data.count;
   }
 
-  Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch) override {
+  Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch,
+                      const StepCallback& on_step = {}) override {
     const int64_t n = load_indices(indices);
     be_.shuffle(order_.data(), indices_.data(), n, net_.seed(), epoch);
     begin_pass();
     const int64_t batch = net_.max_batch();
-    for (int64_t start = 0; start < n; start += batch) {
-      const int64_t b = std::min(batch, n - start);
+    const int64_t steps = (n + batch - 1) / batch;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t b = std::min(batch, n - s * batch);
       be_.run_step(b, [&] { net_.train_step(images_.data(), labels_.data(), order_.data(), b); });
+      if (on_step) on_step(s + 1, steps);
     }
     return read_metrics();
   }
+
+  Metrics running_metrics() override { return read_metrics(); }
 
   Metrics evaluate(std::span<const int32_t> indices, std::vector<float>* probs) override {
     const int64_t n = load_indices(indices);

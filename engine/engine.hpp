@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "engine/adam.hpp"
 #include "engine/graph.hpp"
+#include "kernels/augment.cuh"
 
 namespace mg {
 
@@ -32,6 +34,7 @@ struct EngineOptions {
   uint64_t seed = 42;  // weights, dropout masks and the per-epoch shuffle all derive from it
   AdamConfig adam;
   bool cuda_graph = true;  // CUDA: capture the training step in a graph and replay it
+  AugmentConfig augment;   // random shifts and small rotations of training batches
 };
 
 enum class Device { kAuto, kCpu, kCuda };
@@ -43,6 +46,9 @@ struct TrainingState {
   int64_t step = 0;                           // Adam updates done
 };
 
+// Called after each training step has been issued: (steps done in this epoch, steps in the epoch).
+using StepCallback = std::function<void(int64_t, int64_t)>;
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -52,7 +58,11 @@ class Engine {
   virtual void set_dataset(const Dataset& data) = 0;
   // One epoch over `indices` in the order epoch_order(indices, seed, epoch), in batches of the
   // configured size (the last one partial). Returns the training loss and accuracy (dropout on).
-  virtual Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch) = 0;
+  virtual Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch,
+                              const StepCallback& on_step = {}) = 0;
+  // The metrics of the pass in progress (for a live progress bar; on a GPU this waits for the
+  // device, so call it sparingly).
+  virtual Metrics running_metrics() = 0;
   // Inference over `indices` in the given order; optionally the softmax probabilities
   // ([indices.size(), classes]).
   virtual Metrics evaluate(std::span<const int32_t> indices, std::vector<float>* probs) = 0;

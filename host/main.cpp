@@ -3,38 +3,122 @@
 #include <iostream>
 #include <map>
 
-#include "host/idx.hpp"
+#include "engine/model_spec.hpp"
 #include "host/train.hpp"
+
+namespace {
+
+const std::map<std::string, mg::Device> kDevices{
+    {"auto", mg::Device::kAuto}, {"cpu", mg::Device::kCpu}, {"cuda", mg::Device::kCuda}};
+
+void add_device(CLI::App* cmd, mg::Device& device, const char* fallback) {
+  cmd->add_option("--device", device, "auto (a usable GPU, else the CPU), cuda or cpu")
+      ->transform(CLI::CheckedTransformer(kDevices, CLI::ignore_case))
+      ->default_str(fallback);
+}
+
+void add_data(CLI::App* cmd, mg::DataOptions& data, std::string& dir, const char* dataset_help) {
+  cmd->add_option("--data", dir,
+                  "folder with the dataset: IDX files (raw or .gz), Keras' mnist.npz, or "
+                  "torchvision's MNIST/raw/ (default: search $MNIST_GPU_DATA, ./data/<dataset>, "
+                  "the Keras cache; MNIST is downloaded when found nowhere)");
+  cmd->add_option("--dataset", data.dataset, dataset_help)
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  cmd->add_flag("!--no-download", data.allow_download, "never download missing files");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"mnist_gpu: a from-scratch CUDA/CPU engine that trains a CNN on MNIST"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "mnist_gpu 0.1.0");
 
-  mg::TrainOptions opt;
-  std::string data_dir;
-  CLI::App* train = app.add_subcommand("train", "train the model on MNIST's 70/15/15 split");
-  train->add_option("--data", data_dir,
-                    "folder with the four MNIST IDX files, raw or .gz (default: $MNIST_GPU_DATA, "
-                    "else ./data/mnist; tools/get_mnist.sh fetches them)");
-  train->add_option("--epochs", opt.epochs, "epochs to train")->capture_default_str()->check(CLI::Range(1, 100000));
-  train->add_option("--batch-size", opt.batch_size, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
-  train->add_option("--lr", opt.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--seed", opt.seed, "seed of weights, dropout and shuffling")->capture_default_str();
-  train->add_option("--model", opt.model,
-                    "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
-                    "(the classifier dense10+softmax is appended)")
-      ->capture_default_str();
-  const std::map<std::string, mg::Device> devices{
-      {"auto", mg::Device::kAuto}, {"cpu", mg::Device::kCpu}, {"cuda", mg::Device::kCuda}};
-  train->add_option("--device", opt.device, "auto, cuda or cpu")
-      ->transform(CLI::CheckedTransformer(devices, CLI::ignore_case))
-      ->default_str("auto");
+  mg::TrainOptions train_opt;
+  std::string train_data, model;
+  int64_t batch = 128;
+  double lr = 1e-3;
+  uint64_t seed = 42;
+  std::string out, resume, export_split;
+  CLI::App* train = app.add_subcommand("train", "train the model on the notebook's 70/15/15 split");
+  add_data(train, train_opt.data, train_data, "mnist or fashion-mnist");
+  train->add_option("--epochs", train_opt.epochs, "epochs to train (in all, with --resume)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  auto* batch_opt = train->add_option("--batch-size", batch, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
+  auto* lr_opt = train->add_option("--lr", lr, "Adam's learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  auto* seed_opt = train->add_option("--seed", seed, "seed of weights, dropout masks, shuffles and augmentation")->capture_default_str();
+  auto* model_opt = train->add_option("--model", model,
+                                      "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
+                                      "(the classifier dense10 + softmax is appended)")
+                        ->default_str(std::string(mg::kSeedModelSpec));
+  add_device(train, train_opt.device, "auto");
+  train->add_option("--out", out, "the run folder to create (default runs/<timestamp>/; never overwritten)");
+  train->add_flag("--augment", train_opt.augment, "random shifts (up to 2 px) and rotations (up to 10 degrees)");
+  train->add_option("--resume", resume, "a checkpoint.safetensors to continue from (its settings are kept)")
+      ->check(CLI::ExistingFile);
+  train->add_option("--export-split", export_split,
+                    "write the split as JSON {train, val, test}: indices into the 70,000 images (train files first)");
+  train->add_flag("!--no-cuda-graph", train_opt.cuda_graph, "CUDA: launch each step's kernels instead of replaying a CUDA graph");
 
-  CLI11_PARSE(app, argc, argv);
+  mg::EvalOptions eval_opt;
+  std::string eval_data, eval_ckpt, eval_out;
+  CLI::App* eval = app.add_subcommand("eval", "test metrics, confusion matrix and the report of a checkpoint");
+  eval->add_option("checkpoint", eval_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
+  add_data(eval, eval_opt.data, eval_data, "mnist or fashion-mnist (default: the checkpoint's)");
+  eval->get_option("--dataset")->default_str("");
+  add_device(eval, eval_opt.device, "auto");
+  eval->add_option("--out", eval_out, "the report folder to create (default runs/eval-<timestamp>/)");
+
+  mg::PredictOptions predict_opt;
+  std::string predict_ckpt;
+  std::vector<std::string> images;
+  CLI::App* predict = app.add_subcommand("predict", "classify digit images (PNG, JPEG, PGM, any size)");
+  predict->add_option("checkpoint", predict_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
+  predict->add_option("images", images, "image files")->required();
+  add_device(predict, predict_opt.device, "cpu");
+  predict->add_flag("--json", predict_opt.json, "print JSON");
+
+  std::string summary_model{mg::kSeedModelSpec};
+  CLI::App* summary = app.add_subcommand("summary", "print the model summary (Keras' model.summary())");
+  summary->add_option("--model", summary_model, "layers, as for train")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "mnist_gpu: error: " << e.what() << " (see mnist_gpu --help)\n";
+    return 2;
+  }
+
   try {
     if (*train) {
-      opt.data_dir = data_dir;
-      mg::run_train(opt, std::cout);
+      if (!train_data.empty()) train_opt.data.dir = train_data;
+      if (*batch_opt) train_opt.batch_size = batch;
+      if (*lr_opt) train_opt.lr = lr;
+      if (*seed_opt) train_opt.seed = seed;
+      if (*model_opt) train_opt.model = model;
+      if (!out.empty()) train_opt.out = out;
+      if (!resume.empty()) train_opt.resume = resume;
+      if (!export_split.empty()) train_opt.export_split = export_split;
+      mg::run_train(train_opt, std::cout);
+    } else if (*eval) {
+      eval_opt.checkpoint = eval_ckpt;
+      if (!eval->get_option("--dataset")->count()) eval_opt.data.dataset.clear();
+      if (!eval_data.empty()) eval_opt.data.dir = eval_data;
+      if (!eval_out.empty()) eval_opt.out = eval_out;
+      mg::run_eval(eval_opt, std::cout);
+    } else if (*predict) {
+      predict_opt.checkpoint = predict_ckpt;
+      predict_opt.images.assign(images.begin(), images.end());
+      mg::run_predict(predict_opt, std::cout);
+    } else if (*summary) {
+      mg::run_summary(summary_model, std::cout);
     }
   } catch (const std::exception& e) {
     std::cout.flush();

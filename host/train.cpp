@@ -2,72 +2,362 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
+#include <ctime>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
-#include "host/idx.hpp"
+#include "host/atomic_file.hpp"
+#include "host/checkpoint.hpp"
+#include "host/datasets.hpp"
+#include "host/digit_image.hpp"
+#include "host/progress.hpp"
+#include "host/report.hpp"
 #include "host/split.hpp"
 
 namespace mg {
 namespace {
 
-std::string format_metrics(const char* prefix, const Metrics& m) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "%sloss: %.4f - %saccuracy: %.4f", prefix, m.loss, prefix,
-                m.accuracy);
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kDefaultBatch = 128;
+constexpr double kDefaultLr = 1e-3;
+constexpr uint64_t kDefaultSeed = 42;
+constexpr uint32_t kSplitSeed = 42;  // the notebook's random_state, whatever --seed says
+constexpr const char* kCheckpointName = "checkpoint.safetensors";
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string display_name(DatasetKind kind) {
+  return kind == DatasetKind::kMnist ? "MNIST" : "Fashion-MNIST";
+}
+
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
   return buf;
+}
+
+// A new, empty folder: the one asked for (which must not exist yet), or runs/<prefix><timestamp>.
+fs::path make_run_dir(const std::optional<fs::path>& asked, const std::string& prefix) {
+  fs::path dir;
+  if (asked) {
+    dir = *asked;
+    if (fs::exists(dir)) {
+      throw FileError(dir.string() + ": already exists; a run folder is never overwritten, choose "
+                      "another --out");
+    }
+  } else {
+    const fs::path base = fs::path("runs") / (prefix + timestamp());
+    dir = base;
+    for (int k = 1; fs::exists(dir); ++k) dir = base.string() + "-" + std::to_string(k);
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw FileError(dir.string() + ": cannot create the output folder (" + ec.message() + ")");
+  return dir;
+}
+
+LabeledImages load_data(const DataOptions& o) {
+  return load_dataset(parse_dataset_kind(o.dataset), DataLocation{o.dir, o.allow_download});
+}
+
+Dataset view(const LabeledImages& d) {
+  return {d.images.data(), d.labels.data(), d.count, Shape{1, d.rows, d.cols}};
+}
+
+void export_split(const fs::path& file, const DataSplit& split) {
+  if (fs::exists(file)) {
+    throw FileError(file.string() + ": already exists; --export-split never overwrites a file");
+  }
+  const nlohmann::json j = {{"train", split.train}, {"val", split.val}, {"test", split.test}};
+  write_file_atomic(file, j.dump() + "\n");
+}
+
+// Keras' CSVLogger file of an earlier run, so a resumed run's curves start at epoch 1.
+std::vector<EpochRecord> read_history_csv(const fs::path& file, int64_t epochs) {
+  std::vector<EpochRecord> rows;
+  std::ifstream in(file);
+  std::string line;
+  if (!std::getline(in, line) || line.rfind("epoch,accuracy,loss,val_accuracy,val_loss", 0) != 0) {
+    return rows;
+  }
+  while (std::getline(in, line) && static_cast<int64_t>(rows.size()) < epochs) {
+    EpochRecord r;
+    char comma;
+    std::istringstream s(line);
+    if (s >> r.epoch >> comma >> r.accuracy >> comma >> r.loss >> comma >> r.val_accuracy >> comma >>
+        r.val_loss) {
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+template <class T>
+T pick(const std::optional<T>& given, const T& saved, const char* option, bool resuming) {
+  if (resuming && given && !(*given == saved)) {
+    std::ostringstream msg;
+    msg << option << " differs from the checkpoint's (" << saved
+        << "); a resumed run keeps its checkpoint's settings";
+    throw std::invalid_argument(msg.str());
+  }
+  return given ? *given : saved;
+}
+
+std::unique_ptr<Engine> build_engine(Device device, const Graph& graph, const EngineOptions& eo,
+                                     std::ostream& out) {
+  std::string notice;
+  auto engine = make_engine(device, graph, eo, &notice);
+  if (!notice.empty()) out << "note: " << notice << '\n';
+  return engine;
 }
 
 }  // namespace
 
-std::filesystem::path default_data_dir() {
-  if (const char* env = std::getenv("MNIST_GPU_DATA"); env != nullptr && *env != '\0') return env;
-  return std::filesystem::path("data") / "mnist";
-}
+void run_train(const TrainOptions& o, std::ostream& out) {
+  if (o.epochs < 1) throw std::invalid_argument("--epochs must be at least 1");
 
-void run_train(const TrainOptions& options, std::ostream& out) {
-  using Clock = std::chrono::steady_clock;
-  if (options.epochs < 1) throw std::invalid_argument("--epochs must be at least 1");
-  if (options.batch_size < 1) throw std::invalid_argument("--batch-size must be at least 1");
-  if (!(options.lr > 0)) throw std::invalid_argument("--lr must be positive");
+  // Everything that can be wrong with the input is checked before anything is written.
+  std::optional<Checkpoint> resume;
+  if (o.resume) resume = load_checkpoint(*o.resume);
+  const bool resuming = resume.has_value();
+  const CheckpointMeta saved = resuming ? resume->meta : CheckpointMeta{};
+  CheckpointMeta meta;
+  meta.spec = pick(o.model, resuming ? saved.spec : std::string(kSeedModelSpec), "--model", resuming);
+  meta.seed = pick(o.seed, resuming ? saved.seed : kDefaultSeed, "--seed", resuming);
+  meta.batch_size = pick(o.batch_size, resuming ? saved.batch_size : kDefaultBatch, "--batch-size", resuming);
+  meta.lr = pick(o.lr, resuming ? saved.lr : kDefaultLr, "--lr", resuming);
+  meta.augment.enabled = pick(o.augment ? std::optional<bool>(true) : std::nullopt,
+                              resuming ? saved.augment.enabled : false, "--augment", resuming);
+  if (resuming) meta.augment = saved.augment;
+  if (meta.batch_size < 1) throw std::invalid_argument("--batch-size must be at least 1");
+  if (!(meta.lr > 0)) throw std::invalid_argument("--lr must be positive");
+  DataOptions data_opt = o.data;
+  if (resuming) {
+    if (data_opt.dataset != saved.dataset && data_opt.dataset != "mnist") {
+      throw std::invalid_argument("--dataset differs from the checkpoint's (" + saved.dataset + ")");
+    }
+    data_opt.dataset = saved.dataset;
+    if (saved.epochs_done >= o.epochs) {
+      throw std::invalid_argument(o.resume->string() + ": already trained " +
+                                  std::to_string(saved.epochs_done) +
+                                  " epochs; ask for more with --epochs");
+    }
+  }
+  const Graph graph = Graph::build(ModelSpec::parse(meta.spec));
+  meta.spec = graph.spec().to_string();
 
-  const Graph graph = Graph::build(ModelSpec::parse(options.model));
-  const std::filesystem::path dir = options.data_dir.empty() ? default_data_dir() : options.data_dir;
-  const MnistData data = load_mnist(dir);
-  const DataSplit split = seed_split(data.count, 42);
+  const auto t_load = Clock::now();
+  const LabeledImages data = load_data(data_opt);
+  const double load_seconds = seconds_since(t_load);
+  const DataSplit split = seed_split(data.count, kSplitSeed);
+  const DatasetKind kind = data.kind;
+  meta.dataset = dataset_name(kind);
+  meta.class_names = class_names(kind);
+  meta.epochs_done = resuming ? saved.epochs_done : 0;
+
+  const fs::path run_dir = make_run_dir(o.out, "");
+  if (o.export_split) export_split(*o.export_split, split);
 
   EngineOptions eo;
-  eo.batch_size = options.batch_size;
-  eo.seed = options.seed;
-  eo.adam.lr = options.lr;
-  std::string notice;
-  auto engine = make_engine(options.device, graph, eo, &notice);
-  if (!notice.empty()) out << "note: " << notice << '\n';
-  engine->set_dataset({data.images.data(), data.labels.data(), data.count, graph.input()});
-
-  out << "data: " << dir.string() << " (" << data.count << " images; train " << split.train.size()
-      << ", val " << split.val.size() << ", test " << split.test.size() << ")\n";
-  out << "model: " << graph.spec().to_string() << " (" << graph.param_count()
-      << " parameters), device " << engine->device_name() << ", batch " << options.batch_size
-      << '\n';
-
-  const int64_t steps = (static_cast<int64_t>(split.train.size()) + options.batch_size - 1) /
-                        options.batch_size;
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
-    const auto t0 = Clock::now();
-    const Metrics train = engine->train_epoch(split.train, epoch);
-    const double train_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    const Metrics val = engine->evaluate(split.val, nullptr);
-    char head[96];
-    std::snprintf(head, sizeof head, "epoch %d/%d - %lld steps - %.2fs - %.1fms/step - ", epoch + 1,
-                  options.epochs, static_cast<long long>(steps), train_s,
-                  1e3 * train_s / static_cast<double>(steps));
-    out << head << format_metrics("", train) << " - " << format_metrics("val_", val) << std::endl;
+  eo.batch_size = meta.batch_size;
+  eo.seed = meta.seed;
+  eo.adam.lr = meta.lr;
+  eo.cuda_graph = o.cuda_graph;
+  eo.augment = meta.augment;
+  auto engine = build_engine(o.device, graph, eo, out);
+  engine->set_dataset(view(data));
+  std::vector<EpochRecord> history;
+  if (resuming) {
+    engine->set_state(resume->state);
+    history = read_history_csv(o.resume->parent_path() / "history.csv", saved.epochs_done);
   }
-  const Metrics test = engine->evaluate(split.test, nullptr);
+
+  out << "data: " << data.source << " (" << data.count << " images; train " << split.train.size()
+      << ", val " << split.val.size() << ", test " << split.test.size() << ")\n";
+  out << "model: " << meta.spec << " (" << graph.param_count() << " parameters), device "
+      << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr
+      << (meta.augment.enabled ? ", augmented" : "") << '\n';
+  out << "output: " << run_dir.string() << '\n';
+  if (resuming) out << "resuming after epoch " << saved.epochs_done << " from " << o.resume->string() << '\n';
+
+  const bool live = stdout_is_terminal() && &out == &std::cout;
+  const auto steps = (static_cast<int64_t>(split.train.size()) + meta.batch_size - 1) / meta.batch_size;
+  double train_seconds = 0, eval_seconds = 0;
+  for (int64_t epoch = meta.epochs_done; epoch < o.epochs; ++epoch) {
+    out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
+    EpochProgress progress(out, live, [&] { return engine->running_metrics(); });
+    const auto t0 = Clock::now();
+    const Metrics train = engine->train_epoch(
+        split.train, epoch, [&](int64_t done, int64_t total) { progress.step(done, total); });
+    const double seconds = seconds_since(t0);
+    const auto t1 = Clock::now();
+    const Metrics val = engine->evaluate(split.val, nullptr);
+    eval_seconds += seconds_since(t1);
+    train_seconds += seconds;
+    out << progress.finish(steps, seconds, train, val) << std::endl;
+    history.push_back({static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds});
+    meta.epochs_done = epoch + 1;
+    save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
+  }
+
+  const auto t2 = Clock::now();
+  RunReport report;
+  report.test_metrics = engine->evaluate(split.test, &report.test_probs);
+  eval_seconds += seconds_since(t2);
+  report.title = display_name(kind) + " CNN training run";
+  report.dataset = data.source;
+  report.device = engine->device_name();
+  report.spec = meta.spec;
+  report.class_names = meta.class_names;
+  report.graph = &graph;
+  report.rows = data.rows;
+  report.cols = data.cols;
+  report.images = data.images.data();
+  report.labels = data.labels.data();
+  report.train = split.train;
+  report.val = split.val;
+  report.test = split.test;
+  report.history = history;
+  report.train_seconds = train_seconds;
+  report.eval_seconds = eval_seconds;
+  report.load_seconds = load_seconds;
+  report.batch_size = meta.batch_size;
+  report.lr = meta.lr;
+  report.seed = meta.seed;
+  write_report(run_dir, report);
+  out << "report: " << (run_dir / "report.html").string() << '\n';
   char line[96];
-  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", test.loss, test.accuracy);
+  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", report.test_metrics.loss,
+                report.test_metrics.accuracy);
   out << line << std::endl;
+}
+
+void run_eval(const EvalOptions& o, std::ostream& out) {
+  const Checkpoint ckpt = load_checkpoint(o.checkpoint);
+  const Graph graph = Graph::build(ModelSpec::parse(ckpt.meta.spec));
+  DataOptions data_opt = o.data;
+  if (data_opt.dataset.empty()) data_opt.dataset = ckpt.meta.dataset;
+  const LabeledImages data = load_data(data_opt);
+  const DataSplit split = seed_split(data.count, kSplitSeed);
+  const fs::path run_dir = make_run_dir(o.out, "eval-");
+
+  EngineOptions eo;
+  eo.batch_size = 256;  // inference only: no dropout state, any batch gives the same result
+  eo.seed = ckpt.meta.seed;
+  auto engine = build_engine(o.device, graph, eo, out);
+  engine->set_parameters(ckpt.state.params);
+  engine->set_dataset(view(data));
+
+  RunReport report;
+  const auto t0 = Clock::now();
+  report.test_metrics = engine->evaluate(split.test, &report.test_probs);
+  report.eval_seconds = seconds_since(t0);
+  report.title = display_name(data.kind) + " CNN evaluation";
+  report.dataset = data.source;
+  report.device = engine->device_name();
+  report.spec = ckpt.meta.spec;
+  report.class_names = class_names(data.kind);
+  report.graph = &graph;
+  report.rows = data.rows;
+  report.cols = data.cols;
+  report.images = data.images.data();
+  report.labels = data.labels.data();
+  report.train = split.train;
+  report.val = split.val;
+  report.test = split.test;
+  report.batch_size = ckpt.meta.batch_size;
+  report.lr = ckpt.meta.lr;
+  report.seed = ckpt.meta.seed;
+  write_report(run_dir, report);
+
+  std::vector<uint8_t> test_labels(split.test.size());
+  for (size_t i = 0; i < split.test.size(); ++i) test_labels[i] = data.labels[static_cast<size_t>(split.test[i])];
+  const auto cm = confusion_matrix(test_labels, report.test_probs, graph.classes());
+  out << "checkpoint: " << o.checkpoint.string() << " (" << ckpt.meta.spec << ", "
+      << ckpt.meta.epochs_done << " epochs)\n";
+  out << "data: " << data.source << ", test set " << split.test.size() << " images\n\n";
+  out << classification_report(cm, report.class_names) << '\n';
+  out << "confusion matrix (rows: true, columns: predicted)\n";
+  for (size_t i = 0; i < cm.size(); ++i) {
+    char cell[16];
+    for (const int64_t c : cm[i]) {
+      std::snprintf(cell, sizeof cell, "%6lld", static_cast<long long>(c));
+      out << cell;
+    }
+    out << "   " << report.class_names[i] << '\n';
+  }
+  out << "\nreport: " << (run_dir / "report.html").string() << '\n';
+  char line[96];
+  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", report.test_metrics.loss,
+                report.test_metrics.accuracy);
+  out << line << std::endl;
+}
+
+void run_predict(const PredictOptions& o, std::ostream& out) {
+  const Checkpoint ckpt = load_checkpoint(o.checkpoint);
+  const Graph graph = Graph::build(ModelSpec::parse(ckpt.meta.spec));
+  if (!(graph.input() == Shape{1, 28, 28})) {
+    throw std::invalid_argument(o.checkpoint.string() + ": predict needs a model of 28x28 images");
+  }
+  // Decode everything first: one bad image fails the command before any output.
+  std::vector<uint8_t> images;
+  for (const fs::path& p : o.images) {
+    const MnistImage img = load_digit_image(p);
+    images.insert(images.end(), img.begin(), img.end());
+  }
+  const auto n = static_cast<int64_t>(o.images.size());
+  const std::vector<uint8_t> labels(static_cast<size_t>(n), 0);
+  EngineOptions eo;
+  eo.batch_size = std::min<int64_t>(n, 256);
+  auto engine = build_engine(o.device, graph, eo, std::cerr);
+  engine->set_parameters(ckpt.state.params);
+  engine->set_dataset({images.data(), labels.data(), n, graph.input()});
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  for (int32_t i = 0; i < static_cast<int32_t>(n); ++i) order[static_cast<size_t>(i)] = i;
+  std::vector<float> probs;
+  engine->evaluate(order, &probs);
+
+  std::vector<std::string> names = ckpt.meta.class_names;
+  const int classes = graph.classes();
+  if (static_cast<int>(names.size()) != classes) {
+    names.clear();
+    for (int c = 0; c < classes; ++c) names.push_back(std::to_string(c));
+  }
+  nlohmann::json results = nlohmann::json::array();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* p = probs.data() + i * classes;
+    const int best = static_cast<int>(std::max_element(p, p + classes) - p);
+    if (o.json) {
+      results.push_back({{"image", o.images[static_cast<size_t>(i)].string()},
+                         {"class", best},
+                         {"label", names[static_cast<size_t>(best)]},
+                         {"probabilities", std::vector<float>(p, p + classes)}});
+      continue;
+    }
+    char head[64];
+    std::snprintf(head, sizeof head, " (p=%.4f)\n ", static_cast<double>(p[best]));
+    out << o.images[static_cast<size_t>(i)].string() << ": " << names[static_cast<size_t>(best)] << head;
+    for (int c = 0; c < classes; ++c) {
+      char cell[48];
+      std::snprintf(cell, sizeof cell, " %s:%.4f", names[static_cast<size_t>(c)].c_str(), static_cast<double>(p[c]));
+      out << cell;
+    }
+    out << '\n';
+  }
+  if (o.json) out << results.dump(2) << '\n';
+}
+
+void run_summary(const std::string& model, std::ostream& out) {
+  out << model_summary(Graph::build(ModelSpec::parse(model)));
 }
 
 }  // namespace mg

@@ -1,0 +1,500 @@
+#include "host/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <system_error>
+
+namespace mg {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Tensors go to and from the file as the host's floats, in bulk.
+static_assert(std::endian::native == std::endian::little,
+              "checkpoint I/O assumes a little-endian host");
+
+// The safetensors reference caps its header at 100 MB; ours are a few kB.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// Bounds on metadata numbers, so a corrupt value is an error and never a huge graph.
+constexpr int64_t kMaxDim = int64_t{1} << 16;
+constexpr int64_t kMaxCount = int64_t{1} << 62;
+
+[[noreturn]] void fail(const fs::path& path, const std::string& problem) {
+  throw CheckpointError(path.string() + ": " + problem);
+}
+
+std::string errno_text(int err) { return std::generic_category().message(err); }
+
+// One tensor of the file and where it lives in TrainingState.
+struct Slot {
+  std::string name;
+  std::vector<int64_t> shape;
+  int buffer = 0;  // 0 params, 1 adam_m, 2 adam_v
+  int64_t offset = 0, size = 0;
+};
+
+constexpr std::array<const char*, 3> kBufferPrefix = {"", "optimizer.adam_m.", "optimizer.adam_v."};
+
+// Model tensors in graph order (weight, bias per layer), which is also the flat buffer's order,
+// then the same names for each Adam moment.
+std::vector<Slot> tensor_slots(const Graph& g, bool optimizer) {
+  std::vector<Slot> slots;
+  for (int b = 0; b < (optimizer ? 3 : 1); ++b) {
+    for (const Layer& l : g.layers()) {
+      if (!l.has_params()) continue;
+      const std::vector<int64_t> weight_shape = l.kind == LayerKind::kConv2d
+                                                    ? std::vector<int64_t>{l.out.c, l.in.c, 3, 3}
+                                                    : std::vector<int64_t>{l.out.c, l.in.size()};
+      slots.push_back(
+          {kBufferPrefix[b] + l.name + ".weight", weight_shape, b, l.weight_offset, l.weight_size});
+      slots.push_back(
+          {kBufferPrefix[b] + l.name + ".bias", {l.bias_size}, b, l.bias_offset, l.bias_size});
+    }
+  }
+  return slots;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::string double_text(double v) {
+  std::array<char, 32> buf{};
+  const auto [end, ec] =
+      std::to_chars(buf.data(), buf.data() + buf.size(), v);  // shortest round trip
+  return ec == std::errc() ? std::string(buf.data(), end) : std::to_string(v);
+}
+
+// A header value as JSON text for a one-line message: escaped and cut short. Only strings and
+// flat lists of numbers are printed (dump() recurses, and a hostile header nests deeply).
+std::string json_text(const json& j) {
+  const bool flat = j.is_primitive() ||
+                    (j.is_array() &&
+                     std::all_of(j.begin(), j.end(), [](const json& e) { return e.is_number(); }));
+  if (!flat) return j.is_array() ? "a list of non-numbers" : "a JSON object";
+  const std::string text = j.dump(-1, ' ', true, json::error_handler_t::replace);
+  return text.size() > 60 ? text.substr(0, 60) + "..." : text;
+}
+
+// --- save ----------------------------------------------------------------------------------------
+
+std::string header_json(const fs::path& path, const Graph& graph, const CheckpointMeta& meta,
+                        int64_t step, const std::vector<Slot>& slots) {
+  json header = json::object();
+  json md = json::object();
+  md["format"] = std::string(kCheckpointFormat);
+  md["model_spec"] = graph.spec().to_string();
+  const Shape in = graph.input();
+  md["input_shape"] = json::array({in.c, in.h, in.w}).dump();
+  md["classes"] = std::to_string(graph.classes());
+  md["class_names"] = json(meta.class_names).dump();
+  md["dataset"] = meta.dataset;
+  md["step"] = std::to_string(step);
+  md["epochs_done"] = std::to_string(meta.epochs_done);
+  md["seed"] = std::to_string(meta.seed);
+  md["batch_size"] = std::to_string(meta.batch_size);
+  md["lr"] = double_text(meta.lr);
+  md["adam_beta1"] = double_text(meta.adam_beta1);
+  md["adam_beta2"] = double_text(meta.adam_beta2);
+  md["adam_epsilon"] = double_text(meta.adam_epsilon);
+  md["augment"] = meta.augment.enabled ? "1" : "0";
+  md["augment_max_shift"] = double_text(meta.augment.max_shift);
+  md["augment_max_rotation_deg"] = double_text(meta.augment.max_rotation_deg);
+  header["__metadata__"] = std::move(md);
+  uint64_t begin = 0;
+  for (const Slot& s : slots) {
+    const uint64_t end = begin + static_cast<uint64_t>(s.size) * 4;
+    header[s.name] = {{"dtype", "F32"}, {"shape", s.shape}, {"data_offsets", {begin, end}}};
+    begin = end;
+  }
+  try {
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');  // as the reference: the data starts 8-aligned
+    return text;
+  } catch (const json::exception&) {
+    fail(path, "class names and dataset name must be valid UTF-8");
+  }
+}
+
+void write_all(const fs::path& tmp, int fd, const void* data, size_t bytes) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(tmp, std::string("write failed: ") + errno_text(n < 0 ? errno : EIO));
+    p += n;
+    bytes -= static_cast<size_t>(n);
+  }
+}
+
+// The temporary file of one save: removed unless committed.
+class TempFile {
+ public:
+  explicit TempFile(fs::path p) : path_(std::move(p)) {
+    // Not O_EXCL: a temporary file left by a crashed run with the same pid is simply replaced.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail(path_, "cannot create the temporary file: " + errno_text(errno));
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  int fd() const { return fd_; }
+  const fs::path& path() const { return path_; }
+  void close() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail(path_, "close failed: " + errno_text(errno));
+  }
+  void commit() { committed_ = true; }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void sync_directory(const fs::path& path) {
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(path, "saved, but cannot open its directory to sync it: " + errno_text(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as it gets.
+  if (rc != 0 && err != EINVAL)
+    fail(path, "saved, but syncing its directory failed: " + errno_text(err));
+}
+
+// --- load ----------------------------------------------------------------------------------------
+
+class MetaReader {
+ public:
+  MetaReader(const fs::path& path, const json& md) : path_(path), md_(md) {}
+
+  const std::string& text(const char* key) const {
+    const auto it = md_.find(key);
+    if (it == md_.end()) fail(path_, std::string("metadata has no '") + key + "'");
+    return it->get_ref<const std::string&>();  // every value was checked to be a string
+  }
+
+  int64_t integer(const char* key, int64_t lo, int64_t hi) const {
+    const std::string& s = text(key);
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
+      bad(key, s, "a whole number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return v;
+  }
+
+  uint64_t unsigned_integer(const char* key) const {
+    const std::string& s = text(key);
+    uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size()) bad(key, s, "an unsigned 64-bit number");
+    return v;
+  }
+
+  double real(const char* key) const {
+    const std::string& s = text(key);
+    char* end = nullptr;
+    // strtod would skip leading blanks; a value written by save_checkpoint has none.
+    const bool blank = s.empty() || std::isspace(static_cast<unsigned char>(s.front()));
+    const double v = blank ? NAN : std::strtod(s.c_str(), &end);
+    if (end != s.c_str() + s.size() || !std::isfinite(v)) bad(key, s, "a finite number");
+    return v;
+  }
+
+  json embedded_json(const char* key) const {
+    const std::string& s = text(key);
+    json j;
+    try {
+      j = json::parse(s);
+    } catch (const json::exception&) {
+      bad(key, s, "JSON");
+    }
+    return j;
+  }
+
+  [[noreturn]] void bad(const char* key, const std::string& value,
+                        const std::string& expected) const {
+    fail(path_,
+         std::string("metadata '") + key + "' is " + json_text(value) + ", expected " + expected);
+  }
+
+ private:
+  const fs::path& path_;
+  const json& md_;
+};
+
+CheckpointMeta read_meta(const fs::path& path, const json& header) {
+  const auto it = header.find("__metadata__");
+  if (it == header.end()) fail(path, "header has no __metadata__: not a mnist_gpu checkpoint");
+  if (!it->is_object()) fail(path, "__metadata__ is not a JSON object");
+  for (const auto& [key, value] : it->items()) {
+    if (!value.is_string()) fail(path, "metadata '" + key + "' is not a string");
+  }
+  const MetaReader r(path, *it);
+  if (!it->contains("format")) fail(path, "metadata has no 'format': not a mnist_gpu checkpoint");
+  if (r.text("format") != kCheckpointFormat) {
+    r.bad("format", r.text("format"),
+          "'" + std::string(kCheckpointFormat) + "' (a newer mnist_gpu?)");
+  }
+  CheckpointMeta m;
+  m.spec = r.text("model_spec");
+  const json in = r.embedded_json("input_shape");
+  if (!in.is_array() || in.size() != 3 || !std::all_of(in.begin(), in.end(), [](const json& d) {
+        return d.is_number_unsigned() && d.get<uint64_t>() >= 1 && d.get<uint64_t>() <= kMaxDim;
+      })) {
+    r.bad("input_shape", r.text("input_shape"), "[C,H,W] with each size in [1, 65536]");
+  }
+  m.input = {in[0].get<int64_t>(), in[1].get<int64_t>(), in[2].get<int64_t>()};
+  m.classes = static_cast<int>(r.integer("classes", 1, kMaxDim));
+  const json names = r.embedded_json("class_names");
+  if (!names.is_array() ||
+      !std::all_of(names.begin(), names.end(), [](const json& n) { return n.is_string(); }) ||
+      (!names.empty() && names.size() != static_cast<size_t>(m.classes))) {
+    r.bad("class_names", r.text("class_names"),
+          "a JSON list of " + std::to_string(m.classes) + " strings, or []");
+  }
+  m.class_names = names.get<std::vector<std::string>>();
+  m.dataset = r.text("dataset");
+  m.epochs_done = r.integer("epochs_done", 0, kMaxCount);
+  m.seed = r.unsigned_integer("seed");
+  m.batch_size = r.integer("batch_size", 1, std::numeric_limits<int32_t>::max());
+  m.lr = r.real("lr");
+  m.adam_beta1 = r.real("adam_beta1");
+  m.adam_beta2 = r.real("adam_beta2");
+  m.adam_epsilon = r.real("adam_epsilon");
+  // Optional: a file without them was trained without augmentation.
+  if (it->contains("augment")) {
+    m.augment.enabled = r.integer("augment", 0, 1) == 1;
+    m.augment.max_shift = static_cast<float>(r.real("augment_max_shift"));
+    m.augment.max_rotation_deg = static_cast<float>(r.real("augment_max_rotation_deg"));
+  }
+  return m;
+}
+
+struct Found {
+  const Slot* slot;
+  uint64_t begin, end;
+};
+
+}  // namespace
+
+void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingState& state,
+                     const CheckpointMeta& meta) {
+  const auto n = static_cast<size_t>(graph.param_count());
+  if (state.params.size() != n) {
+    fail(path, "cannot save " + std::to_string(state.params.size()) +
+                   " parameters; the model has " + std::to_string(n));
+  }
+  const bool optimizer = !state.adam_m.empty() || !state.adam_v.empty();
+  if (optimizer && (state.adam_m.size() != n || state.adam_v.size() != n)) {
+    fail(path, "cannot save Adam moments of " + std::to_string(state.adam_m.size()) + " and " +
+                   std::to_string(state.adam_v.size()) + " values; the model has " +
+                   std::to_string(n));
+  }
+  if (state.step < 0 || meta.epochs_done < 0 || meta.batch_size < 1) {
+    fail(path, "cannot save a negative step or epoch count, or a batch size below 1");
+  }
+  const std::string spec = graph.spec().to_string();
+  if (!meta.spec.empty()) {
+    std::string given;
+    try {
+      given = ModelSpec::parse(meta.spec).to_string();
+    } catch (const SpecError& e) {
+      fail(path, e.what());
+    }
+    if (given != spec)
+      fail(path, "metadata spec '" + meta.spec + "' is not the graph's '" + spec + "'");
+  }
+  if (meta.input != graph.input() || meta.classes != graph.classes()) {
+    fail(path, "metadata input shape or class count does not match the graph's");
+  }
+  if (!meta.class_names.empty() &&
+      meta.class_names.size() != static_cast<size_t>(graph.classes())) {
+    fail(path, std::to_string(meta.class_names.size()) + " class names for " +
+                   std::to_string(graph.classes()) + " classes");
+  }
+
+  const std::vector<Slot> slots = tensor_slots(graph, optimizer);
+  const std::string header = header_json(path, graph, meta, state.step, slots);
+  std::array<unsigned char, 8> length{};
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
+
+  TempFile tmp(fs::path(path.string() + ".tmp-" + std::to_string(::getpid())));
+  write_all(tmp.path(), tmp.fd(), length.data(), length.size());
+  write_all(tmp.path(), tmp.fd(), header.data(), header.size());
+  // The slots of each buffer cover it in order, so each buffer is one contiguous write.
+  for (const auto* buf : {&state.params, &state.adam_m, &state.adam_v}) {
+    if (!buf->empty()) write_all(tmp.path(), tmp.fd(), buf->data(), buf->size() * sizeof(float));
+  }
+  if (::fsync(tmp.fd()) != 0) fail(tmp.path(), "fsync failed: " + errno_text(errno));
+  tmp.close();
+  if (::rename(tmp.path().c_str(), path.c_str()) != 0) {
+    fail(path,
+         "cannot replace it with " + tmp.path().filename().string() + ": " + errno_text(errno));
+  }
+  tmp.commit();
+  sync_directory(path);
+}
+
+Checkpoint load_checkpoint(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) fail(path, "cannot open: no such file");
+  if (!fs::is_regular_file(status)) fail(path, "cannot open: not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open: " + errno_text(errno));
+  const uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) fail(path, "cannot read its size: " + ec.message());
+  if (file_size < 8) {
+    fail(path,
+         "only " + std::to_string(file_size) + " bytes, too short for a safetensors header length");
+  }
+  std::array<unsigned char, 8> length{};
+  if (!in.read(reinterpret_cast<char*>(length.data()), 8)) fail(path, "read failed");
+  uint64_t header_size = 0;
+  for (int i = 0; i < 8; ++i) header_size |= uint64_t{length[i]} << (8 * i);
+  if (header_size > kMaxHeaderBytes) {
+    fail(path, "header length " + std::to_string(header_size) +
+                   " is over the 100 MB limit: not a safetensors file");
+  }
+  if (header_size > file_size - 8) {
+    fail(path, "header length " + std::to_string(header_size) + " runs past the end of the file (" +
+                   std::to_string(file_size) + " bytes)");
+  }
+  std::string text(header_size, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(header_size))) fail(path, "read failed");
+  json header;
+  try {
+    header = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail(path, "header is not valid JSON (error at byte " + std::to_string(e.byte) + " of " +
+                   std::to_string(header_size) + ")");
+  } catch (const json::exception&) {  // a number too large for a double, say
+    fail(path, "header is not valid JSON (a value out of range)");
+  }
+  if (!header.is_object()) fail(path, "header is not a JSON object");
+
+  Checkpoint ck;
+  ck.meta = read_meta(path, header);
+  ck.state.step = MetaReader(path, header.at("__metadata__")).integer("step", 0, kMaxCount);
+  std::optional<Graph> graph;
+  try {
+    const ModelSpec spec = ModelSpec::parse(ck.meta.spec);
+    graph = Graph::build(spec, ck.meta.input, ck.meta.classes);
+    ck.meta.spec = spec.to_string();
+  } catch (const SpecError& e) {
+    fail(path, std::string("bad model in metadata: ") + e.what());
+  }
+
+  const std::vector<Slot> slots = tensor_slots(*graph, true);
+  std::map<std::string, const Slot*, std::less<>> by_name;
+  for (const Slot& s : slots) by_name[s.name] = &s;
+  const uint64_t data_size = file_size - 8 - header_size;
+  std::vector<Found> found;
+  for (const auto& [name, t] : header.items()) {
+    if (name == "__metadata__") continue;
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      fail(path, "tensor '" + name + "' is not in the model '" + ck.meta.spec + "'");
+    }
+    const Slot& s = *it->second;
+    const std::string what = "tensor '" + name + "'";
+    if (!t.is_object()) fail(path, what + " is not a JSON object");
+    const auto dtype = t.find("dtype");
+    if (dtype == t.end() || !dtype->is_string()) fail(path, what + " has no dtype");
+    if (*dtype != "F32") {
+      fail(path,
+           what + " has dtype " + json_text(*dtype) + "; mnist_gpu checkpoints hold F32 only");
+    }
+    const auto shape = t.find("shape");
+    if (shape == t.end() || !shape->is_array()) fail(path, what + " has no shape");
+    const bool shape_ok =
+        shape->size() == s.shape.size() &&
+        std::equal(s.shape.begin(), s.shape.end(), shape->begin(), [](int64_t want, const json& d) {
+          return d.is_number_unsigned() && d.get<uint64_t>() == static_cast<uint64_t>(want);
+        });
+    if (!shape_ok) {
+      fail(path, what + " has shape " + json_text(*shape) + "; the model '" + ck.meta.spec +
+                     "' needs " + shape_text(s.shape));
+    }
+    const auto offsets = t.find("data_offsets");
+    if (offsets == t.end() || !offsets->is_array() || offsets->size() != 2 ||
+        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+      fail(path, what + " has no data_offsets [begin, end]");
+    }
+    const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
+    const std::string range =
+        "data_offsets [" + std::to_string(begin) + "," + std::to_string(end) + "]";
+    if (begin > end || end > data_size) {
+      fail(path, what + " " + range + " lie outside the data section (" +
+                     std::to_string(data_size) + " bytes)");
+    }
+    if (end - begin != static_cast<uint64_t>(s.size) * 4) {
+      fail(path, what + " " + range + " hold " + std::to_string(end - begin) + " bytes; shape " +
+                     shape_text(s.shape) + " needs " + std::to_string(s.size * 4));
+    }
+    found.push_back({&s, begin, end});
+  }
+
+  size_t model_found = 0;
+  for (const Found& f : found) model_found += f.slot->buffer == 0;
+  ck.has_optimizer_state = found.size() > model_found;
+  for (const Slot& s : slots) {
+    if (s.buffer > 0 && !ck.has_optimizer_state) break;
+    if (std::none_of(found.begin(), found.end(), [&](const Found& f) { return f.slot == &s; })) {
+      fail(path, "missing tensor '" + s.name + "'" +
+                     (s.buffer > 0 ? " (the optimizer state is partial)" : ""));
+    }
+  }
+  std::sort(found.begin(), found.end(),
+            [](const Found& a, const Found& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < found.size(); ++i) {
+    if (found[i].begin < found[i - 1].end) {
+      fail(path, "tensors '" + found[i - 1].slot->name + "' and '" + found[i].slot->name +
+                     "' overlap in the data section");
+    }
+  }
+
+  // Every tensor is now known to lie inside the file, so these allocations are bounded by its size.
+  const auto n = static_cast<size_t>(graph->param_count());
+  std::array<std::vector<float>*, 3> buffers = {&ck.state.params, &ck.state.adam_m,
+                                                &ck.state.adam_v};
+  for (int b = 0; b < (ck.has_optimizer_state ? 3 : 1); ++b) buffers[b]->assign(n, 0.0f);
+  for (const Found& f : found) {
+    in.seekg(static_cast<std::streamoff>(8 + header_size + f.begin));
+    float* dst = buffers[f.slot->buffer]->data() + f.slot->offset;
+    if (!in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(f.end - f.begin))) {
+      fail(path, "read failed for tensor '" + f.slot->name + "' (file truncated while reading?)");
+    }
+  }
+  return ck;
+}
+
+}  // namespace mg

@@ -1,0 +1,109 @@
+#include "host/digit_image.hpp"
+
+#include <stb_image.h>
+#include <stb_image_resize.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mg {
+namespace {
+
+constexpr int kMaxSide = 16384;
+
+// The background level: the median of the border pixels (a digit rarely touches the border).
+int border_median(const uint8_t* p, int w, int h) {
+  std::vector<uint8_t> border;
+  for (int x = 0; x < w; ++x) {
+    border.push_back(p[x]);
+    border.push_back(p[(h - 1) * w + x]);
+  }
+  for (int y = 0; y < h; ++y) {
+    border.push_back(p[y * w]);
+    border.push_back(p[y * w + w - 1]);
+  }
+  std::nth_element(border.begin(), border.begin() + static_cast<long>(border.size() / 2), border.end());
+  return border[border.size() / 2];
+}
+
+}  // namespace
+
+MnistImage mnist_from_gray(const uint8_t* pixels, int w, int h, const std::string& what) {
+  if (w < 1 || h < 1) throw ImageError(what + ": empty image");
+  // Ink is what differs from the background, brightest = 255 (white on black, as MNIST).
+  const int bg = border_median(pixels, w, h);
+  const bool invert = bg > 127;
+  std::vector<int> ink(static_cast<size_t>(w) * h);
+  int peak = 0;
+  for (size_t i = 0; i < ink.size(); ++i) {
+    const int v = invert ? bg - pixels[i] : pixels[i] - bg;
+    ink[i] = std::max(v, 0);
+    peak = std::max(peak, ink[i]);
+  }
+  if (peak < 32) throw ImageError(what + ": no digit found (the image is nearly uniform)");
+  // Bounding box of clear ink (a quarter of the peak), so faint noise does not widen it.
+  int x0 = w, y0 = h, x1 = -1, y1 = -1;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      if (ink[static_cast<size_t>(y) * w + x] * 4 >= peak) {
+        x0 = std::min(x0, x), x1 = std::max(x1, x);
+        y0 = std::min(y0, y), y1 = std::max(y1, y);
+      }
+  const int cw = x1 - x0 + 1, ch = y1 - y0 + 1;
+  std::vector<uint8_t> crop(static_cast<size_t>(cw) * ch);
+  for (int y = 0; y < ch; ++y)
+    for (int x = 0; x < cw; ++x)
+      crop[static_cast<size_t>(y) * cw + x] = static_cast<uint8_t>(
+          std::min(255, ink[static_cast<size_t>(y + y0) * w + x + x0] * 255 / peak));
+
+  // Longest side to 20 pixels, aspect kept, anti-aliased.
+  const double scale = 20.0 / std::max(cw, ch);
+  const int rw = std::max(1, static_cast<int>(std::lround(cw * scale)));
+  const int rh = std::max(1, static_cast<int>(std::lround(ch * scale)));
+  std::vector<uint8_t> small(static_cast<size_t>(rw) * rh);
+  if (!stbir_resize_uint8(crop.data(), cw, ch, 0, small.data(), rw, rh, 0, 1)) {
+    throw ImageError(what + ": resizing failed");
+  }
+
+  // Centre of mass to the centre of the 28x28 field, as MNIST was made.
+  double mass = 0, mx = 0, my = 0;
+  for (int y = 0; y < rh; ++y)
+    for (int x = 0; x < rw; ++x) {
+      const double v = small[static_cast<size_t>(y) * rw + x];
+      mass += v, mx += v * x, my += v * y;
+    }
+  const double cx = mass > 0 ? mx / mass : (rw - 1) / 2.0;
+  const double cy = mass > 0 ? my / mass : (rh - 1) / 2.0;
+  const int ox = std::clamp(static_cast<int>(std::lround(13.5 - cx)), 0, 28 - rw);
+  const int oy = std::clamp(static_cast<int>(std::lround(13.5 - cy)), 0, 28 - rh);
+  MnistImage out{};
+  for (int y = 0; y < rh; ++y)
+    for (int x = 0; x < rw; ++x) out[static_cast<size_t>((y + oy) * 28 + x + ox)] = small[static_cast<size_t>(y) * rw + x];
+  return out;
+}
+
+MnistImage load_digit_image(const std::filesystem::path& path) {
+  const std::string what = path.string();
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info(what.c_str(), &w, &h, &channels)) {
+    const char* why = stbi_failure_reason();
+    throw ImageError(what + ": cannot decode image (" + (why ? why : "unknown format") +
+                     "; PNG, JPEG, PGM/PPM or BMP expected)");
+  }
+  if (w > kMaxSide || h > kMaxSide) {
+    throw ImageError(what + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
+                     ", larger than " + std::to_string(kMaxSide) + " pixels a side");
+  }
+  std::unique_ptr<uint8_t, void (*)(void*)> pixels(stbi_load(what.c_str(), &w, &h, &channels, 1),
+                                                  stbi_image_free);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw ImageError(what + ": cannot decode image (" + (why ? why : "unknown error") + ")");
+  }
+  return mnist_from_gray(pixels.get(), w, h, what);
+}
+
+}  // namespace mg

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""mnist_gpu_torch: load a mnist_gpu checkpoint (safetensors) as a PyTorch module.
+
+    /usr/bin/python3 tools/mnist_gpu_torch.py model.safetensors            # summary
+    /usr/bin/python3 tools/mnist_gpu_torch.py model.safetensors --logits-of x.npy
+
+--logits-of takes a float32 .npy of shape [n, C, H, W] (pixels scaled to [0, 1], as mnist_gpu
+feeds them) and writes {"logits": [[...]], "predictions": [...]} to stdout as JSON.
+
+As a library:
+
+    from mnist_gpu_torch import load_checkpoint
+    model, meta = load_checkpoint("model.safetensors")   # eval mode, strict state_dict load
+    probs = torch.softmax(model(x), dim=1)
+
+The module's attributes carry mnist_gpu's layer names (conv2d, conv2d_1, max_pooling2d, dropout,
+flatten, dense, dense_1, ...), so its state_dict keys are the checkpoint's tensor names. The file
+format is described in docs/checkpoints.md. Reads the file with the safetensors package when it is
+installed, else with the small reader below (json + numpy).
+"""
+import argparse
+import json
+import struct
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "mnist_gpu/1"
+OPTIMIZER_PREFIX = "optimizer."
+
+
+# --- file ----------------------------------------------------------------------------------------
+
+def read_header(path):
+    """(header dict, offset of the data section)."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError(f"{path}: too short for a safetensors file")
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100_000_000:
+            raise ValueError(f"{path}: header length {n} is over the 100 MB limit")
+        header = json.loads(f.read(n))
+    return header, 8 + n
+
+
+def read_tensors(path):
+    """{name: float32 tensor} for every tensor of the file."""
+    try:
+        from safetensors.torch import load_file
+        return load_file(path)
+    except ImportError:
+        pass
+    header, data_start = read_header(path)
+    with open(path, "rb") as f:
+        data = f.read()[data_start:]
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32")
+        begin, end = info["data_offsets"]
+        array = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
+        tensors[name] = torch.from_numpy(array.astype(np.float32))  # a writable copy
+    return tensors
+
+
+def read_metadata(path):
+    header, _ = read_header(path)
+    meta = dict(header.get("__metadata__", {}))
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    return meta
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+def parse_spec(spec):
+    """The spec's layers as (kind, value): ("conv", filters), ("pool", None), ("drop", rate),
+    ("flatten", None), ("dense", units). The classifier is not listed (it is not in the spec)."""
+    layers = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token.startswith("conv"):
+            layers.append(("conv", int(token[4:])))
+        elif token == "pool":
+            layers.append(("pool", None))
+        elif token.startswith("drop"):
+            layers.append(("drop", float(token[4:])))
+        elif token == "flatten":
+            layers.append(("flatten", None))
+        elif token.startswith("dense"):
+            if not any(kind == "flatten" for kind, _ in layers):
+                layers.append(("flatten", None))
+            layers.append(("dense", int(token[5:])))
+        else:
+            raise ValueError(f"model spec: unknown layer {token!r}")
+    if not any(kind == "flatten" for kind, _ in layers):
+        layers.append(("flatten", None))
+    return layers
+
+
+class MnistGpuNet(nn.Module):
+    """mnist_gpu's model: conv 3x3 'same' + ReLU, max-pool 2x2 (floor), inverted dropout, NCHW
+    flatten, dense + ReLU, and the classifier Dense(classes) whose logits forward() returns."""
+
+    def __init__(self, spec, input_shape=(1, 28, 28), classes=10):
+        super().__init__()
+        self.order = []  # (attribute name, relu after it)
+        counters = {}
+
+        def name(base):
+            n = counters.get(base, 0)
+            counters[base] = n + 1
+            return base if n == 0 else f"{base}_{n}"
+
+        c, h, w = input_shape
+        flat = None
+        for kind, value in parse_spec(spec):
+            if kind == "conv":
+                layer, relu, key = nn.Conv2d(c, value, 3, padding=1), True, name("conv2d")
+                c = value
+            elif kind == "pool":
+                layer, relu, key = nn.MaxPool2d(2), False, name("max_pooling2d")
+                h, w = h // 2, w // 2
+            elif kind == "drop":
+                layer, relu, key = nn.Dropout(value), False, name("dropout")
+            elif kind == "flatten":
+                layer, relu, key = nn.Flatten(), False, name("flatten")
+                flat = c * h * w
+            else:
+                layer, relu, key = nn.Linear(flat, value), True, name("dense")
+                flat = value
+            setattr(self, key, layer)
+            self.order.append((key, relu))
+        key = name("dense")
+        setattr(self, key, nn.Linear(flat, classes))
+        self.order.append((key, False))
+
+    def forward(self, x):
+        for key, relu in self.order:
+            x = getattr(self, key)(x)
+            if relu:
+                x = torch.relu(x)
+        return x
+
+
+def load_checkpoint(path):
+    """(model in eval mode with the checkpoint's weights, metadata dict with decoded values)."""
+    meta = read_metadata(path)
+    input_shape = tuple(json.loads(meta["input_shape"]))
+    classes = int(meta["classes"])
+    model = MnistGpuNet(meta["model_spec"], input_shape, classes)
+    tensors = read_tensors(path)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    decoded = dict(meta)
+    decoded["input_shape"] = list(input_shape)
+    decoded["class_names"] = json.loads(meta.get("class_names", "[]"))
+    decoded["optimizer_tensors"] = sorted(k for k in tensors if k.startswith(OPTIMIZER_PREFIX))
+    return model, decoded
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--logits-of", metavar="FILE.npy",
+                    help="float32 [n, C, H, W] inputs in [0, 1]; prints their logits as JSON")
+    args = ap.parse_args(argv)
+    model, meta = load_checkpoint(args.checkpoint)
+    if args.logits_of:
+        x = np.load(args.logits_of)
+        expected = (x.shape[0],) + tuple(meta["input_shape"]) if x.ndim == 4 else None
+        if x.dtype != np.float32 or x.shape != expected:
+            sys.exit(f"{args.logits_of}: expected float32 [n, {', '.join(map(str, meta['input_shape']))}], "
+                     f"found {x.dtype} {list(x.shape)}")
+        with torch.no_grad():
+            logits = model(torch.from_numpy(x))
+        json.dump({"logits": logits.tolist(), "predictions": logits.argmax(dim=1).tolist()}, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{args.checkpoint}: {meta['model_spec']} on {meta['input_shape']} -> {meta['classes']} classes, "
+          f"{params} parameters")
+    print(f"dataset {meta.get('dataset')}, step {meta.get('step')}, epochs done {meta.get('epochs_done')}, "
+          f"optimizer state {'yes' if meta['optimizer_tensors'] else 'no'}")
+    print(model)
+
+
+if __name__ == "__main__":
+    main()
