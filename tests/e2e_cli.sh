@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The mnist_gpu commands end to end on real data, with a small model so it stays quick:
+# train writes every file, eval and predict read its checkpoint, resume is exact, the exported
+# split matches sklearn, Fashion-MNIST works with its class names. Skips (77) without MNIST.
+set -euo pipefail
+bin=$1 data=$2 src=$3
+if [ ! -e "$data/train-images-idx3-ubyte" ] && [ ! -e "$data/train-images-idx3-ubyte.gz" ]; then
+  echo "SKIP: no MNIST in $data (run tools/get_mnist.sh)"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+model=conv4,pool,dense32,drop0.25
+
+echo "== train: every output file"
+"$bin" train --device cpu --data "$data" --model $model --epochs 2 --out "$work/a" --export-split "$work/split.json" | tee "$work/a.log"
+for f in checkpoint.safetensors history.csv metrics.json model_summary.txt report.html curves.svg \
+         class_distribution.svg samples.svg confusion_matrix.svg confusion_matrix_normalized.svg misclassified.svg; do
+  [ -s "$work/a/$f" ] || fail "train did not write $f"
+done
+[ "$(wc -l < "$work/a/history.csv")" -eq 3 ] || fail "history.csv should have a header and 2 rows"
+tail -n 1 "$work/a.log" | grep -Eq '^test: loss=[0-9.]+ accuracy=0\.9[0-9]+$' || fail "last line: $(tail -n 1 "$work/a.log")"
+
+echo "== a run folder is never overwritten"
+if "$bin" train --device cpu --data "$data" --model $model --epochs 1 --out "$work/a" 2>"$work/err"; then fail "overwrote $work/a"; fi
+grep -q "already exists" "$work/err" || fail "no clear message: $(cat "$work/err")"
+
+echo "== resume: 2 epochs + 2 more == 4 epochs, bit for bit"
+"$bin" train --device cpu --data "$data" --model $model --epochs 4 --out "$work/b" >/dev/null
+"$bin" train --device cpu --data "$data" --epochs 4 --resume "$work/a/checkpoint.safetensors" --out "$work/c" >/dev/null
+cmp "$work/b/checkpoint.safetensors" "$work/c/checkpoint.safetensors" || fail "resumed checkpoint differs"
+[ "$(wc -l < "$work/c/history.csv")" -eq 5 ] || fail "resumed history.csv should carry all 4 epochs"
+
+echo "== eval"
+"$bin" eval "$work/b/checkpoint.safetensors" --device cpu --data "$data" --out "$work/eval" | tee "$work/eval.log"
+grep -q "macro avg" "$work/eval.log" || fail "eval printed no classification report"
+[ -s "$work/eval/report.html" ] || fail "eval wrote no report"
+
+echo "== predict: MNIST test digits drawn black on white at 5x size"
+/usr/bin/python3 - "$data" "$work" <<'PY'
+import gzip, os, struct, sys
+data, work = sys.argv[1], sys.argv[2]
+def read(name):
+    for n in (name, name + ".gz"):
+        p = os.path.join(data, n)
+        if os.path.exists(p):
+            return (gzip.open if n.endswith(".gz") else open)(p, "rb").read()
+img, lab = read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte")
+with open(os.path.join(work, "labels.txt"), "w") as out:
+    for k in range(12):
+        px = img[16 + 784 * k: 16 + 784 * (k + 1)]
+        rows = [bytes(255 - px[(y // 5) * 28 + x // 5] for x in range(140)) for y in range(140)]
+        with open(os.path.join(work, f"digit{k}.pgm"), "wb") as f:
+            f.write(b"P5\n140 140\n255\n" + b"".join(rows))
+        out.write(f"{lab[8 + k]}\n")
+PY
+"$bin" predict "$work/b/checkpoint.safetensors" "$work"/digit{0,1,2,3,4,5,6,7,8,9,10,11}.pgm | tee "$work/predict.log"
+right=$(paste <(grep -o '^[^ ]*: [0-9]' "$work/predict.log" | sed 's/.*: //') "$work/labels.txt" | awk '$1 == $2' | wc -l)
+echo "predict: $right of 12 right"
+[ "$right" -ge 10 ] || fail "predict got only $right of 12 MNIST digits right"
+if "$bin" predict "$work/b/checkpoint.safetensors" "$work/labels.txt" 2>"$work/err"; then fail "predicted a text file"; fi
+grep -q "cannot decode" "$work/err" || fail "no clear message: $(cat "$work/err")"
+
+echo "== the exported split is sklearn's"
+if /usr/bin/python3 -c "import sklearn" 2>/dev/null; then
+  /usr/bin/python3 - "$work/split.json" <<'PY'
+import json, sys
+import numpy as np
+from sklearn.model_selection import train_test_split
+s = json.load(open(sys.argv[1]))
+idx = np.arange(70000)
+train, temp = train_test_split(idx, test_size=0.3, random_state=42)
+val, test = train_test_split(temp, test_size=0.5, random_state=42)
+assert s["train"] == train.tolist() and s["val"] == val.tolist() and s["test"] == test.tolist(), "split differs"
+print("split: identical to sklearn (49000/10500/10500)")
+PY
+else
+  echo "split: sklearn not installed, not compared"
+fi
+
+echo "== Fashion-MNIST"
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  "$bin" train --device cpu --dataset fashion-mnist --model $model --epochs 1 --out "$work/f" | tee "$work/f.log"
+  tail -n 1 "$work/f.log" | grep -Eq '^test: loss=[0-9.]+ accuracy=0\.[7-9][0-9]*$' || fail "fashion accuracy: $(tail -n 1 "$work/f.log")"
+  grep -q "Ankle boot" "$work/f/metrics.json" || fail "fashion class names missing from metrics.json"
+  grep -q "Ankle boot" "$work/f/report.html" || fail "fashion class names missing from report.html"
+else
+  echo "fashion-mnist: /usr/share/datasets/fashion-mnist absent (apt-get install dataset-fashion-mnist), not run"
+fi
+echo "PASS"
