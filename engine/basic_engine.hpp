@@ -22,7 +22,7 @@ class BasicEngine final : public Engine {
   template <class... BackendArgs>
   BasicEngine(const Graph& graph, const EngineOptions& options, BackendArgs&&... args)
       : be_(std::forward<BackendArgs>(args)...),
-        net_(be_, graph, options.batch_size, options.seed, options.adam) {
+        net_(be_, graph, options.batch_size, options.seed, options.adam, options.augment) {
     std::vector<float> init(static_cast<size_t>(graph.param_count()));
     glorot_uniform_init<float>(graph, options.seed, init);
     set_parameters(init);

@@ -119,6 +119,25 @@ class CpuBackend {
     }
   }
 
+  // gather with augmentation: image i is rotated and shifted by the transform drawn for
+  // (seed, step, i) (kernels/augment.cuh). One channel.
+  void gather_augmented(const uint8_t* images, const uint8_t* labels, Shape shape,
+                        const int32_t* order, const int64_t* counters, int64_t n,
+                        const AugmentConfig& augment, uint64_t seed, T* x, int32_t* y) {
+    const int32_t* idx = order + counters[kCursorCounter];
+    const auto step = static_cast<uint64_t>(counters[kStepCounter]);
+    const int rows = static_cast<int>(shape.h), cols = static_cast<int>(shape.w);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const AugmentTransform t = augment_transform(augment, seed, step, static_cast<uint64_t>(i));
+      const uint8_t* src = images + static_cast<int64_t>(idx[i]) * rows * cols;
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c)
+          x[(i * rows + r) * cols + c] = static_cast<T>(augmented_pixel(src, rows, cols, t, r, c));
+      y[i] = labels[idx[i]];
+    }
+  }
+
   // --- engine plumbing (basic_engine.hpp) ---
   std::string device_name() const { return "cpu"; }
   template <class U, class V>

@@ -171,6 +171,13 @@ class CudaBackend {
                        stream_);
   }
 
+  void gather_augmented(const uint8_t* images, const uint8_t* labels, Shape shape,
+                        const int32_t* order, const int64_t* counters, int64_t n,
+                        const AugmentConfig& augment, uint64_t seed, float* x, int32_t* y) {
+    kern::gather_batch_augmented(images, labels, static_cast<int>(shape.h), static_cast<int>(shape.w),
+                                 order, counters, n, augment, seed, x, y, stream_);
+  }
+
   void end_step(int64_t* counters, int64_t n) {
     kern::end_step(counters + kStepCounter, counters + kCursorCounter, n, stream_);
   }

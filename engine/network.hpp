@@ -13,7 +13,8 @@
 //   template <class U> Buffer<U> alloc(int64_t count);
 //   layer ops: conv_forward/backward, pool_forward/backward, dropout_forward/backward,
 //              dense_forward/backward, copy
-//   softmax_xent, softmax, adam, gather, end_step   (see CpuBackend for the exact signatures)
+//   softmax_xent, softmax, adam, gather, gather_augmented, end_step, advance_cursor
+//   (see CpuBackend for the exact signatures)
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@
 
 #include "engine/adam.hpp"
 #include "engine/graph.hpp"
+#include "kernels/augment.cuh"
 
 namespace mg {
 
@@ -45,8 +47,17 @@ class Network {
   template <class U>
   using Buffer = typename Backend::template Buffer<U>;
 
-  Network(Backend& backend, Graph graph, int64_t max_batch, uint64_t seed, AdamConfig adam = {})
-      : be_(backend), graph_(std::move(graph)), max_batch_(max_batch), seed_(seed), adam_(adam) {
+  Network(Backend& backend, Graph graph, int64_t max_batch, uint64_t seed, AdamConfig adam = {},
+          AugmentConfig augment = {})
+      : be_(backend),
+        graph_(std::move(graph)),
+        max_batch_(max_batch),
+        seed_(seed),
+        adam_(adam),
+        augment_(augment) {
+    if (augment_.enabled && graph_.input().c != 1) {
+      throw std::invalid_argument("augmentation supports one-channel images only");
+    }
     if (max_batch < 1) throw std::invalid_argument("batch size must be at least 1");
     const int64_t p = graph_.param_count();
     params_ = be_.template alloc<T>(p);
@@ -151,7 +162,12 @@ class Network {
   // One whole training step on the batch order[cursor, cursor + n): gather, forward, loss,
   // backward, Adam, then step += 1 and cursor += n. Allocation-free and synchronization-free.
   void train_step(const uint8_t* images, const uint8_t* labels, const int32_t* order, int64_t n) {
-    be_.gather(images, labels, graph_.input().size(), order, counters(), n, input(), this->labels());
+    if (augment_.enabled) {
+      be_.gather_augmented(images, labels, graph_.input(), order, counters(), n, augment_, seed_,
+                           input(), this->labels());
+    } else {
+      be_.gather(images, labels, graph_.input().size(), order, counters(), n, input(), this->labels());
+    }
     forward(n, true);
     loss(n);
     backward(n);
@@ -235,6 +251,7 @@ class Network {
   int64_t max_batch_;
   uint64_t seed_;
   AdamConfig adam_;
+  AugmentConfig augment_;
   Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_;
   Buffer<int32_t> labels_, argmax_arena_;
   Buffer<int64_t> counters_;

@@ -21,6 +21,24 @@ __global__ void gather_batch_kernel(const uint8_t* images, const uint8_t* labels
   });
 }
 
+// counters = {step, cursor}, as in engine/network.hpp.
+__global__ void gather_augmented_kernel(const uint8_t* images, const uint8_t* labels, int rows,
+                                        int cols, const int32_t* order, const int64_t* counters,
+                                        int64_t n, AugmentConfig augment, uint64_t seed, float* x,
+                                        int32_t* y) {
+  const int64_t step = counters[0];
+  const int32_t* idx = order + counters[1];
+  const int64_t size = static_cast<int64_t>(rows) * cols;
+  for_each_strided(grid_first(), grid_stride(), n * size, [&](int64_t e) {
+    const int64_t i = e / size, p = e % size;
+    const AugmentTransform t = augment_transform(augment, seed, static_cast<uint64_t>(step),
+                                                 static_cast<uint64_t>(i));
+    x[e] = augmented_pixel(images + static_cast<int64_t>(idx[i]) * size, rows, cols, t,
+                           static_cast<int>(p / cols), static_cast<int>(p % cols));
+    if (e < n) y[e] = labels[idx[e]];
+  });
+}
+
 __global__ void end_step_kernel(int64_t* step, int64_t* cursor, int64_t n) {
   if (blockIdx.x == 0 && threadIdx.x == 0) end_step_on(step, cursor, n);
 }
@@ -53,6 +71,17 @@ void gather_batch(const uint8_t* images, const uint8_t* labels, int64_t sample_s
   gather_batch_kernel<<<grid_for(count), kBlock, 0, stream>>>(images, labels, sample_size, order,
                                                               cursor, n, x, y);
   MG_CHECK_LAUNCH("gather_batch_kernel");
+}
+
+void gather_batch_augmented(const uint8_t* images, const uint8_t* labels, int rows, int cols,
+                            const int32_t* order, const int64_t* counters, int64_t n,
+                            const AugmentConfig& augment, uint64_t seed, float* x, int32_t* y,
+                            cudaStream_t stream) {
+  const int64_t count = n * rows * cols;
+  if (count == 0) return;
+  gather_augmented_kernel<<<grid_for(count), kBlock, 0, stream>>>(images, labels, rows, cols, order,
+                                                                  counters, n, augment, seed, x, y);
+  MG_CHECK_LAUNCH("gather_augmented_kernel");
 }
 
 void end_step(int64_t* step, int64_t* cursor, int64_t n, cudaStream_t stream) {

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/augment.cuh"
+
 namespace mg::kern {
 
 // For i < n, with idx = order + *cursor (the cursor is read on the device):
@@ -14,6 +16,13 @@ namespace mg::kern {
 void gather_batch(const uint8_t* images, const uint8_t* labels, int64_t sample_size,
                   const int32_t* order, const int64_t* cursor, int64_t n, float* x, int32_t* y,
                   cudaStream_t stream);
+
+// gather_batch with data augmentation (kernels/augment.cuh): image i of the batch is rotated and
+// shifted by the transform drawn for (seed, *step, i). Images are rows x cols, one channel.
+void gather_batch_augmented(const uint8_t* images, const uint8_t* labels, int rows, int cols,
+                            const int32_t* order, const int64_t* counters, int64_t n,
+                            const AugmentConfig& augment, uint64_t seed, float* x, int32_t* y,
+                            cudaStream_t stream);
 
 // *step += 1 and *cursor += n (after a training step); *cursor += n (after an evaluation step).
 void end_step(int64_t* step, int64_t* cursor, int64_t n, cudaStream_t stream);
