@@ -80,8 +80,14 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(len(run.benches), 1)
         self.assertAlmostEqual(run.benches[0].seconds, 0.020)
         self.assertAlmostEqual(run.benches[0].flop, 1e9)
-        # Without aggregates, the median of the repetitions.
+        # Without aggregates, the median of the repetitions; or the fastest.
         run = bench_report.Run(self.write("s.json", rows))
+        self.assertAlmostEqual(run.benches[0].seconds, 0.020)
+        run = bench_report.Run(self.write("s.json", rows), stat="min")
+        self.assertAlmostEqual(run.benches[0].seconds, 0.010)
+        self.assertAlmostEqual(run.benches[0].flop, 1e9)
+        # Only the aggregates (--benchmark_report_aggregates_only): the median row.
+        run = bench_report.Run(self.write("t.json", [mean, med]))
         self.assertAlmostEqual(run.benches[0].seconds, 0.020)
 
     def test_names(self):

@@ -15,7 +15,7 @@
 
 Peaks come from the run's context (cpu_peak_flops, cpu_peak_bytes_per_s, cuda_peak_...), which
 bench_kernels fills from a measurement (CPU) or a table of known GPUs. With --benchmark_repetitions
-the median is used. Python 3 standard library only.
+the median of the repetitions is used (--stat min: the fastest). Python 3 standard library only.
 """
 
 import argparse
@@ -69,12 +69,12 @@ class Bench:
 
 
 class Run:
-    def __init__(self, path):
+    def __init__(self, path, stat="median"):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         self.path = path
         self.context = data.get("context", {})
-        self.benches = load_benches(data.get("benchmarks", []))
+        self.benches = load_benches(data.get("benchmarks", []), stat)
 
     def peak(self, backend):
         """(FLOP/s, bytes/s, source) of a backend from the run's context, or None."""
@@ -92,8 +92,10 @@ class Run:
         return [b for b in self.benches if rx is None or rx.search(b.name)]
 
 
-def load_benches(rows):
-    """Benchmarks by name, in the run's order; the median when there are repetitions."""
+def load_benches(rows, stat="median"):
+    """Benchmarks by name, in the run's order. With --benchmark_repetitions, the median (or the
+    minimum, stat="min") of the repetitions' times; the median aggregate row when the run kept
+    only aggregates."""
     groups = {}
     for row in rows:
         if row.get("error_occurred"):
@@ -105,13 +107,11 @@ def load_benches(rows):
                 groups[name]["median"] = row
         else:
             groups[name]["iter"].append(row)
+    pick = min if stat == "min" else statistics.median
     benches = []
     for name, g in groups.items():
-        if g["median"] is not None:
-            rows_used = [g["median"]]
-        elif g["iter"]:
-            rows_used = g["iter"]
-        else:
+        rows_used = g["iter"] or ([g["median"]] if g["median"] is not None else [])
+        if not rows_used:
             continue
         secs, flops, nbytes = [], [], []
         for r in rows_used:
@@ -121,7 +121,7 @@ def load_benches(rows):
             flops.append(r.get("FLOP/s", 0.0) * s)
             nbytes.append(r.get("B/s", 0.0) * s)
         iters = sum(int(r.get("iterations", 0)) for r in rows_used)
-        benches.append(Bench(name, statistics.median(secs), statistics.median(flops),
+        benches.append(Bench(name, pick(secs), statistics.median(flops),
                              statistics.median(nbytes), iters))
     return benches
 
@@ -166,7 +166,7 @@ def print_peaks(run, backends):
 
 
 def cmd_table(args):
-    run = Run(args.run)
+    run = Run(args.run, args.stat)
     benches = run.select(args.filter)
     if not benches:
         sys.exit(f"bench_report: no benchmark in {args.run} matches")
@@ -195,7 +195,7 @@ def cmd_table(args):
 
 
 def cmd_compare(args):
-    before, after = Run(args.before), Run(args.after)
+    before, after = Run(args.before, args.stat), Run(args.after, args.stat)
     rx = re.compile(args.filter) if args.filter else None
     b_by = {b.name: b for b in before.benches}
     a_by = {b.name: b for b in after.benches}
@@ -222,7 +222,7 @@ def cmd_compare(args):
 
 
 def cmd_floor(args):
-    run = Run(args.run)
+    run = Run(args.run, args.stat)
     if args.device in KNOWN_DEVICES:
         pf, pb = KNOWN_DEVICES[args.device]
         src = f"table: {args.device}"
@@ -328,7 +328,7 @@ class Labeller:
 
 
 def cmd_roofline(args):
-    run = Run(args.run)
+    run = Run(args.run, args.stat)
     benches = run.select(args.filter)
     backends = sorted({b.backend for b in benches})
     peaks = {be: run.peak(be) for be in backends if run.peak(be)}
@@ -516,6 +516,10 @@ def main(argv=None):
     f.add_argument("--peak-flops", type=float)
     f.add_argument("--peak-bw", type=float)
     f.set_defaults(func=cmd_floor)
+    for p in (t, r, c, f):
+        p.add_argument("--stat", choices=("median", "min"), default="median",
+                       help="with --benchmark_repetitions: the median of the repetitions' times"
+                            " (default) or the fastest, e.g. on a shared machine")
     args = ap.parse_args(argv)
     args.func(args)
 
