@@ -1,6 +1,7 @@
 #include "host/checkpoint.hpp"
 
-#include <fcntl.h>
+#include "host/atomic_file.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -135,60 +136,6 @@ std::string header_json(const fs::path& path, const Graph& graph, const Checkpoi
     fail(path, "class names and dataset name must be valid UTF-8");
   }
 }
-
-void write_all(const fs::path& tmp, int fd, const void* data, size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(tmp, std::string("write failed: ") + errno_text(n < 0 ? errno : EIO));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-}
-
-// The temporary file of one save: removed unless committed.
-class TempFile {
- public:
-  explicit TempFile(fs::path p) : path_(std::move(p)) {
-    // Not O_EXCL: a temporary file left by a crashed run with the same pid is simply replaced.
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(path_, "cannot create the temporary file: " + errno_text(errno));
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  int fd() const { return fd_; }
-  const fs::path& path() const { return path_; }
-  void close() {
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail(path_, "close failed: " + errno_text(errno));
-  }
-  void commit() { committed_ = true; }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-void sync_directory(const fs::path& path) {
-  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail(path, "saved, but cannot open its directory to sync it: " + errno_text(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as it gets.
-  if (rc != 0 && err != EINVAL)
-    fail(path, "saved, but syncing its directory failed: " + errno_text(err));
-}
-
-// --- load ----------------------------------------------------------------------------------------
 
 class MetaReader {
  public:
@@ -346,21 +293,18 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
   std::array<unsigned char, 8> length{};
   for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
-  TempFile tmp(fs::path(path.string() + ".tmp-" + std::to_string(::getpid())));
-  write_all(tmp.path(), tmp.fd(), length.data(), length.size());
-  write_all(tmp.path(), tmp.fd(), header.data(), header.size());
-  // The slots of each buffer cover it in order, so each buffer is one contiguous write.
-  for (const auto* buf : {&state.params, &state.adam_m, &state.adam_v}) {
-    if (!buf->empty()) write_all(tmp.path(), tmp.fd(), buf->data(), buf->size() * sizeof(float));
+  try {
+    AtomicFile file(path);
+    file.write(length.data(), length.size());
+    file.write(header);
+    // The slots of each buffer cover it in order, so each buffer is one contiguous write.
+    for (const auto* buf : {&state.params, &state.adam_m, &state.adam_v}) {
+      if (!buf->empty()) file.write(buf->data(), buf->size() * sizeof(float));
+    }
+    file.commit();
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
-  if (::fsync(tmp.fd()) != 0) fail(tmp.path(), "fsync failed: " + errno_text(errno));
-  tmp.close();
-  if (::rename(tmp.path().c_str(), path.c_str()) != 0) {
-    fail(path,
-         "cannot replace it with " + tmp.path().filename().string() + ": " + errno_text(errno));
-  }
-  tmp.commit();
-  sync_directory(path);
 }
 
 Checkpoint load_checkpoint(const fs::path& path) {

@@ -1,5 +1,7 @@
 #include "host/report.hpp"
 
+#include "host/atomic_file.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -511,26 +513,7 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
 }
 
 void write_file(const fs::path& dir, const std::string& name, std::string_view content) {
-  const fs::path target = dir / name;
-  const fs::path temp = dir / ("." + name + ".tmp");
-  std::ofstream f(temp, std::ios::binary | std::ios::trunc);
-  if (!f) {
-    throw std::runtime_error("cannot write " + target.string() + ": " + std::strerror(errno));
-  }
-  f.write(content.data(), static_cast<std::streamsize>(content.size()));
-  f.close();
-  std::error_code ec;
-  if (!f) {
-    const int err = errno;
-    fs::remove(temp, ec);
-    throw std::runtime_error("cannot write " + target.string() + ": " + std::strerror(err));
-  }
-  fs::rename(temp, target, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw std::runtime_error("cannot write " + target.string() + ": " + ec.message());
-  }
+  write_file_atomic(dir / name, content);
 }
 
 }  // namespace
