@@ -143,7 +143,7 @@ class ReportTest(unittest.TestCase):
         # The sum of the ops' floors (dense: 2 ms) is what the step is set against.
         self.assertIn("floor 3.83 s (whole step), 766 ms (op by op)", out)
         out = run_main("floor", path, "--device", "h100-sxm", "--backend", "cpu")
-        self.assertIn("67 TFLOP/s, 3350 GB/s (table: h100-sxm)", out)
+        self.assertIn("67,000 GFLOP/s, 3,350.0 GB/s (table: h100-sxm)", out)
 
 
 @unittest.skipUnless(os.environ.get("MG_BENCH_KERNELS"), "MG_BENCH_KERNELS names no binary")

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+import signal
 import statistics
 import sys
 from html import escape
@@ -245,7 +246,7 @@ def cmd_floor(args):
             measured[b.op] = b.seconds
     if "train_step" not in work:
         sys.exit(f"bench_report: the run has no train_step at batch {args.batch}")
-    print(f"peaks: {pf / 1e12:.3g} TFLOP/s, {pb / 1e9:.4g} GB/s ({src}); batch {args.batch}\n")
+    print(f"peaks: {pf / 1e9:,.0f} GFLOP/s, {pb / 1e9:,.1f} GB/s ({src}); batch {args.batch}\n")
     rows = []
     total_floor = 0.0
     for op, b in work.items():
@@ -338,7 +339,7 @@ def cmd_roofline(args):
         sys.exit("bench_report: nothing to plot")
 
     width, height = args.width, args.height
-    left, right, top, bottom = 80, 30, 60, 70 + 14 * math.ceil(len(skipped) / 3)
+    left, right, top, bottom = 80, 30, 60, 70 + 14 * math.ceil(len(skipped) / 2)
     px0, px1, py0, py1 = left, width - right, top, height - bottom
 
     ai = [b.flop / b.bytes for b in plotted]
@@ -411,12 +412,18 @@ def cmd_roofline(args):
         svg.append(f'<text x="{lx:.1f}" y="{sy(pf) - 6:.1f}" font-size="11" fill="{color}">'
                    f'{escape(label)}</text>')
         labeller.occupy((lx, sy(pf) - 18, px1, sy(pf) - 2))
-        # The bandwidth label sits along the slope, near its left end.
-        bx = x_lo * 2
+        # The bandwidth label sits just above the slope, a decade and a half left of the ridge
+        # (points are all below the roofs); its bounding box is kept free of point labels.
+        bx = max(x_lo * 1.2, min(ridge, x_hi) / 30)
+        text = f"{be} {pb / 1e9:.0f} GB/s"
         angle = -math.degrees(math.atan2(sy(pb * bx) - sy(pb * bx * 10), sx(bx * 10) - sx(bx)))
-        svg.append(f'<text x="{sx(bx):.1f}" y="{sy(pb * bx) - 6:.1f}" font-size="11" '
-                   f'fill="{color}" transform="rotate({angle:.1f} {sx(bx):.1f} '
-                   f'{sy(pb * bx) - 6:.1f})">{escape(be)} {pb / 1e9:.0f} GB/s</text>')
+        tx, ty = sx(bx), sy(pb * bx) - 6
+        svg.append(f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="11" fill="{color}" '
+                   f'transform="rotate({angle:.1f} {tx:.1f} {ty:.1f})">{escape(text)}</text>')
+        run_len = 6.5 * len(text)
+        ex = tx + run_len * math.cos(math.radians(angle))
+        ey = ty + run_len * math.sin(math.radians(angle))
+        labeller.occupy((min(tx, ex) - 2, min(ty, ey) - 12, max(tx, ex) + 2, max(ty, ey) + 4))
 
     # Points, then labels (placed after every point is known, so labels avoid all points).
     coords = []
@@ -469,10 +476,10 @@ def cmd_roofline(args):
         svg.append(f'<text x="{px0}" y="{y0}" font-size="11" fill="#333">Not on the plot '
                    f'(0 FLOP by the convention; their bandwidth):</text>')
         for i, b in enumerate(skipped):
-            col, row = i % 3, i // 3
+            col, row = i % 2, i // 2
             p = peaks.get(b.backend)
             pct = f", {100 * b.bytes / b.seconds / p[1]:.1f}% of peak" if p else ""
-            svg.append(f'<text x="{px0 + col * (px1 - px0) / 3:.1f}" y="{y0 + 14 * (row + 1)}" '
+            svg.append(f'<text x="{px0 + col * (px1 - px0) / 2:.1f}" y="{y0 + 14 * (row + 1)}" '
                        f'font-size="10" fill="#555">{escape(b.name)}: '
                        f'{b.bytes / b.seconds / 1e9:.2f} GB/s{pct}</text>')
     svg.append("</svg>")
@@ -521,6 +528,8 @@ def main(argv=None):
                        help="with --benchmark_repetitions: the median of the repetitions' times"
                             " (default) or the fastest, e.g. on a shared machine")
     args = ap.parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):  # `bench_report.py table X | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args.func(args)
 
 
