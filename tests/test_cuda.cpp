@@ -8,13 +8,16 @@
 // - Exact (bit for bit against CpuBackend<float>) where the kernel performs the reference's very
 //   roundings: im2col, col2im, pooling values and argmax, dropout masks and scaling, the gather.
 // - Per element |gpu - ref| <= 1e-5 * max|ref| + 1e-4 * |ref| against CpuBackend<double> on the
-// same
-//   inputs, for the float32 GEMMs and reductions (conv, dense, softmax cross-entropy): float32's
-//   6e-8 unit roundoff over sums of up to ~10^4 terms stays one to two orders below it, while a
-//   wrong index or a missing term lands far above.
-// - Adam: 1e-6 relative against CpuBackend<float>; nvcc fuses a*b + c into an FMA (other rounding).
+//   same inputs, for the float32 GEMMs and reductions (conv, dense, softmax cross-entropy):
+//   float32's 6e-8 unit roundoff over sums of up to ~10^4 terms stays one to two orders below it,
+//   while a wrong index or a missing term lands far above.
+// - Adam: against CpuBackend<float>, 1e-6 of the element plus 1e-7 of the tensor's largest; nvcc
+//   fuses a*b + c into an FMA (another rounding).
 // - Whole networks and training runs, where a float rounding can flip a ReLU or a pooling choice
-//   near a tie: norm-wise bounds, stated at each test.
+//   near a tie: norm-wise bounds, stated at each test. Each is set well above what the CPU's own
+//   float engine shows against its double engine on the same runs (measured 2026-11-25: gradients
+//   3.7e-7, one step 6.7e-6 and fifty steps 4.7e-5 of the distance travelled, losses 5e-6), so a
+//   GPU within them rounds like float32 and a wrong kernel does not pass.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -186,9 +189,9 @@ class CudaOp : public Cuda, public ::testing::WithParamInterface<int> {
 };
 
 INSTANTIATE_TEST_SUITE_P(Grids, CudaOp, ::testing::Values(0, 3),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                           return info.param == 3 ? std::string("ThreeBlocks")
-                                                  : std::string("FullGrid");
+                         [](const ::testing::TestParamInfo<int>& param_info) {
+                           return param_info.param == 3 ? std::string("ThreeBlocks")
+                                                        : std::string("FullGrid");
                          });
 
 // --- ops -----------------------------------------------------------------------------------------
@@ -438,11 +441,21 @@ TEST_P(CudaOp, AdamMatchesTheCpu) {
       }
       const Floats p_gpu = host_copy(be, gp.data(), count), m_gpu = host_copy(be, gm.data(), count),
                    v_gpu = host_copy(be, gv.data(), count);
+      // 1e-6 of the element plus 1e-7 of the tensor's largest: an FMA rounds m, v and the update
+      // differently, by about 1e-7 relative; a wrong formula moves p by ~lr = 1e-3.
+      auto max_abs = [](const Floats& f) {
+        double top = 0;
+        for (const float e : f) top = std::max(top, double(std::abs(e)));
+        return top;
+      };
+      const double pmax = max_abs(p), mmax = max_abs(m), vmax = max_abs(v);
+      auto near = [](double got, double want, double top) {
+        return std::abs(got - want) <= 1e-6 * std::abs(want) + 1e-7 * top;
+      };
       int bad = 0;
       for (size_t i = 0; i < p.size(); ++i) {
-        const bool ok = std::abs(p_gpu[i] - p[i]) <= 1e-6 * std::abs(p[i]) &&
-                        std::abs(m_gpu[i] - m[i]) <= 1e-6 * std::abs(m[i]) &&
-                        std::abs(v_gpu[i] - v[i]) <= 1e-6 * std::abs(v[i]);
+        const bool ok =
+            near(p_gpu[i], p[i], pmax) && near(m_gpu[i], m[i], mmax) && near(v_gpu[i], v[i], vmax);
         if (!ok && ++bad <= 5) {
           ADD_FAILURE() << "[" << i << "] p " << p_gpu[i] << " vs " << p[i] << ", m " << m_gpu[i]
                         << " vs " << m[i] << ", v " << v_gpu[i] << " vs " << v[i];
@@ -589,9 +602,9 @@ CudaBackend& backend_of(Engine& e) {
 }
 
 // Forward, loss and backward of the seed model on the GPU against the double CPU network from the
-// same parameters and batch, dropout on. Norm-wise per tensor: logits within 1e-5, every gradient
-// tensor within 1e-4 (a rounding that flips one ReLU or pooling choice near a tie moves one term of
-// a sum of thousands: far below that; a wrong index or a missing term: far above).
+// same parameters and batch, dropout on. Norm-wise per tensor: logits and every gradient tensor
+// within 1e-5 (the CPU's float network: 3.7e-7; a rounding that flips one ReLU or pooling choice
+// near a tie moves one term of a sum of thousands; a wrong index or a missing term: far above).
 TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
   const Graph g = Graph::build(ModelSpec::seed());
   const int64_t p = g.param_count();
@@ -634,9 +647,9 @@ TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
     for (const Layer& l : g.layers()) {
       if (!l.has_params()) continue;
       expect_close_normwise(l.name + " weight grad", grads.data() + l.weight_offset,
-                            ref.grads() + l.weight_offset, l.weight_size, 1e-4);
+                            ref.grads() + l.weight_offset, l.weight_size, 1e-5);
       expect_close_normwise(l.name + " bias grad", grads.data() + l.bias_offset,
-                            ref.grads() + l.bias_offset, l.bias_size, 1e-4);
+                            ref.grads() + l.bias_offset, l.bias_size, 1e-5);
     }
     const std::vector<double> sums = host_copy(be, net.metric_sums(), kMetricCount);
     EXPECT_NEAR(sums[kLossSum], ref.metric_sums()[kLossSum], 1e-5 * ref.metric_sums()[kLossSum]);
@@ -652,8 +665,8 @@ double distance(const Floats& a, const Floats& b) {
 }
 
 // One Adam step moves most parameters by about lr whatever their gradient's size, so the two
-// engines must agree to 1% of the step's length (a parameter whose gradient is ~0 may turn the
-// other way on a rounding: 2 lr out of a step of ~lr * sqrt(4e5)).
+// engines must agree to 0.1% of the step's length (CPU float vs double: 6.7e-6; a parameter whose
+// gradient is ~0 may turn the other way on a rounding: 2 lr out of a step of ~lr * sqrt(4e5)).
 TEST_F(Cuda, OneTrainingStepMatchesTheCpuEngine) {
   const Graph g = Graph::build(ModelSpec::seed());
   const QuadrantData data(64);
@@ -672,12 +685,12 @@ TEST_F(Cuda, OneTrainingStepMatchesTheCpuEngine) {
   EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
   EXPECT_EQ(mg.count, mc.count);
   const Floats pg = gpu->parameters(), pc = cpu->parameters();
-  EXPECT_LE(distance(pg, pc), 0.01 * distance(pc, p0));
+  EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
 }
 
 // Fifty steps (an epoch of 1600 samples in batches of 32) from the same seed and data: the runs
-// may drift apart by roundings that flip a ReLU or a pooling choice, but stay within 2% of the
-// distance they travelled, and their losses within 1e-3.
+// may drift apart by roundings that flip a ReLU or a pooling choice, but stay within 1% of the
+// distance they travelled and their losses within 1e-4 (CPU float vs double: 4.7e-5 and 5e-6).
 TEST_F(Cuda, FiftyTrainingStepsStayCloseToTheCpuEngine) {
   const Graph g = Graph::build(ModelSpec::seed());
   const QuadrantData data(2000);
@@ -692,10 +705,10 @@ TEST_F(Cuda, FiftyTrainingStepsStayCloseToTheCpuEngine) {
   const auto train = iota_indices(0, 1600), test_idx = iota_indices(1600, 400);
   const Metrics mg = gpu->train_epoch(train, 0), mc = cpu->train_epoch(train, 0);
   EXPECT_EQ(gpu->step(), 50);
-  EXPECT_NEAR(mg.loss, mc.loss, 1e-3 * mc.loss);
-  EXPECT_NEAR(mg.accuracy, mc.accuracy, 5.0 / 1600);
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-4 * mc.loss);
+  EXPECT_NEAR(mg.accuracy, mc.accuracy, 3.0 / 1600);
   const Floats pg = gpu->parameters(), pc = cpu->parameters();
-  EXPECT_LE(distance(pg, pc), 0.02 * distance(pc, p0));
+  EXPECT_LE(distance(pg, pc), 0.01 * distance(pc, p0));
   const Metrics eg = gpu->evaluate(test_idx, nullptr), ec = cpu->evaluate(test_idx, nullptr);
   EXPECT_NEAR(eg.loss, ec.loss, 1e-2 * ec.loss + 1e-4);
   EXPECT_GT(eg.accuracy, 0.9) << "the task is easy: 50 steps learn it";

@@ -225,7 +225,7 @@ TEST(KernelMath, DropoutInPlaceEqualsOutOfPlace) {
 }
 
 TEST(KernelMath, DenseBiasReluEqualsTheReferenceExactly) {
-  for (const auto [n, out] :
+  for (const auto& [n, out] :
        {std::pair{1, 1}, std::pair{1, 10}, std::pair{7, 3}, std::pair{32, 128}}) {
     for (const bool relu : {true, false}) {
       const Floats y = random_floats(n * out, 12), b = random_floats(out, 13);
@@ -240,7 +240,7 @@ TEST(KernelMath, DenseBiasReluEqualsTheReferenceExactly) {
 }
 
 TEST(KernelMath, DenseBiasGradientColumnsEqualTheReferenceExactly) {
-  for (const auto [n, out] :
+  for (const auto& [n, out] :
        {std::pair{1, 1}, std::pair{1, 10}, std::pair{7, 3}, std::pair{33, 128}}) {
     for (const bool relu : {true, false}) {
       const Floats y = random_floats(n * out, 14), dy = random_floats(n * out, 15);
@@ -300,7 +300,7 @@ TEST(KernelMath, SoftmaxCrossEntropyRowsMatchTheReference) {
 }
 
 TEST(KernelMath, SoftmaxRowsMatchTheReference) {
-  for (const auto [n, classes] : {std::pair{1, 10}, std::pair{7, 3}, std::pair{64, 10}}) {
+  for (const auto& [n, classes] : {std::pair{1, 10}, std::pair{7, 3}, std::pair{64, 10}}) {
     const Floats z = random_floats(n * classes, 17, -30, 30);
     Floats ref(z.size(), kNaN), got(z.size(), kNaN);
     cpu::softmax(z.data(), ref.data(), n, classes);
