@@ -384,16 +384,17 @@ void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& p
 }
 
 void register_one(const std::string& name, const BenchOp& op, int64_t n, const Peak& peak,
-                  bool graph) {
+                  bool graph, double min_time) {
   benchmark::RegisterBenchmark(
       name.c_str(), [op, n, peak, graph](benchmark::State& s) { run_op(s, op, n, peak, graph); })
       ->UseManualTime()
+      ->MinTime(min_time)
       ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace
 
-void register_cuda_benchmarks() {
+void register_cuda_benchmarks(double min_time) {
   std::string why;
   if (!cuda_usable(&why)) {
     benchmark::AddCustomContext("cuda", "absent: " + why);
@@ -426,19 +427,23 @@ void register_cuda_benchmarks() {
                          std::to_string(kWarmup) + " warm-up calls; per-op benchmarks overwrite " +
                          std::to_string(2 * prop.l2CacheSize >> 20) +
                          " MiB (2x L2) before every call; train_step replays the step's CUDA "
-                         "graph, train_step_eager launches it kernel by kernel");
+                         "graph, train_step_eager launches it kernel by kernel; each benchmark "
+                         "runs until it has " +
+                         std::to_string(min_time) + " s of GPU time");
 
   const Graph g = Graph::build(ModelSpec::seed());
   for (const int64_t n : kBatchSizes) {
     for (const BenchOp& op : step_ops(g)) {
-      register_one(bench_name("cuda", op, n), op, n, peak, /*graph=*/true);
+      register_one(bench_name("cuda", op, n), op, n, peak, /*graph=*/true, min_time);
       if (op.kind == OpKind::kTrainStep) {
         BenchOp eager = op;
         eager.name = "train_step_eager";
-        register_one(bench_name("cuda", eager, n), op, n, peak, /*graph=*/false);
+        register_one(bench_name("cuda", eager, n), op, n, peak, /*graph=*/false, min_time);
       }
     }
-    if (n == kSeedBatch) register_one(bench_name("cuda", adam_op(), n), adam_op(), n, peak, false);
+    if (n == kSeedBatch) {
+      register_one(bench_name("cuda", adam_op(), n), adam_op(), n, peak, false, min_time);
+    }
   }
 }
 
