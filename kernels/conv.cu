@@ -21,11 +21,16 @@ __global__ void conv_output_kernel(const float* tmp, const float* b, int64_t n, 
                    [&](int64_t i) { y[i] = conv_output_at(tmp, b, n, c, s, relu, i); });
 }
 
+// Threads per block of conv_grad_prepare: a layer has only tens of channels, so each channel's
+// block is made as wide as a block goes, to keep enough loads in flight.
+constexpr int kChannelBlock = 1024;
+
 // Block per channel (strided, so any grid size works); threads stride over the channel's n*s
 // elements, reading dy with unit stride within each image's plane and writing dy_cn contiguously.
-__global__ void conv_grad_prepare_kernel(const float* y, const float* dy, int64_t n, int64_t c,
-                                         int64_t s, bool relu, float* dy_cn, float* db) {
-  __shared__ double partial[kReduceBlock];
+__global__ void __launch_bounds__(kChannelBlock)
+    conv_grad_prepare_kernel(const float* y, const float* dy, int64_t n, int64_t c, int64_t s,
+                             bool relu, float* dy_cn, float* db) {
+  __shared__ double partial[kChannelBlock];
   const int64_t per_channel = n * s;
   for (int64_t j = blockIdx.x; j < c; j += gridDim.x) {
     float* row = dy_cn + j * per_channel;
@@ -68,7 +73,7 @@ void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, in
                        float* dy_cn, float* db, cudaStream_t stream) {
   if (c == 0) return;
   const int blocks = blocks_for(c, 1, cuda::max_grid_blocks());
-  conv_grad_prepare_kernel<<<blocks, kReduceBlock, 0, stream>>>(y, dy, n, c, s, relu, dy_cn, db);
+  conv_grad_prepare_kernel<<<blocks, kChannelBlock, 0, stream>>>(y, dy, n, c, s, relu, dy_cn, db);
   MG_CHECK_LAUNCH("conv_grad_prepare_kernel");
 }
 

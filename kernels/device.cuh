@@ -11,7 +11,8 @@
 
 namespace mg::kern {
 
-// Threads per block of the reducing kernels; block_sum needs a power of two.
+// Threads per block of the reducing kernels (conv_grad_prepare uses its own, wider block);
+// block_sum needs a power of two.
 inline constexpr int kReduceBlock = 256;
 
 // This thread's first element and the grid's stride, for for_each_strided.
