@@ -108,7 +108,7 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
         be.conv_forward(l, n, x, p + l.weight_offset, p + l.bias_offset, y, s);
         break;
       case LayerKind::kMaxPool:
-        be.pool_forward(l, n, x, y, const_cast<int32_t*>(net.pool_argmax(i)));
+        be.pool_forward(l, n, x, y, net.pool_argmax(i));
         break;
       case LayerKind::kDropout:
         be.dropout_forward(l, n, x, y, net.seed(), net.counters());

@@ -88,7 +88,7 @@ class Network {
   double* metric_sums() { return metrics_.data(); }
   T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
   T* activation_grad(size_t i) { return dact_[i]; }
-  const int32_t* pool_argmax(size_t layer) const { return argmax_[layer]; }  // null unless a pool
+  int32_t* pool_argmax(size_t layer) { return argmax_[layer]; }  // null unless a pool layer
 
   // Forward through every layer for a batch of n already in input(). Dropout is active only in
   // training, keyed by the step counter.
