@@ -214,22 +214,30 @@ void maxpool2x2_forward(const T* x, T* y, int32_t* argmax, int64_t n, int64_t c,
   }
 }
 
-// A gather: each input element takes the gradient of the window it won, or zero.
+// Each input element takes the gradient of the window it won, or zero. The windows do not
+// overlap, so walking them writes every input element exactly once (no accumulation); an odd last
+// row or column belongs to no window and gets zero.
 template <class T>
 void maxpool2x2_backward(const T* dy, const int32_t* argmax, T* dx, int64_t n, int64_t c, int64_t h,
                          int64_t w) {
   const int64_t oh = h / 2, ow = w / 2;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < n * c; ++p) {
-    for (int64_t y = 0; y < h; ++y) {
-      for (int64_t x0 = 0; x0 < w; ++x0) {
-        const int64_t oy = y / 2, ox = x0 / 2;
-        T g = 0;
-        if (oy < oh && ox < ow) {
-          const int64_t o = p * oh * ow + oy * ow + ox;
-          if (argmax[o] == y * w + x0) g = dy[o];
-        }
-        dx[p * h * w + y * w + x0] = g;
+    T* plane = dx + p * h * w;
+    if (h % 2) std::fill_n(plane + (h - 1) * w, w, T(0));
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      T* row0 = plane + 2 * oy * w;
+      T* row1 = row0 + w;
+      if (w % 2) row0[w - 1] = row1[w - 1] = T(0);
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const int64_t o = p * oh * ow + oy * ow + ox;
+        const int64_t win = 2 * oy * w + 2 * ox;
+        const T g = dy[o];
+        const int32_t a = argmax[o];
+        row0[2 * ox] = a == win ? g : T(0);
+        row0[2 * ox + 1] = a == win + 1 ? g : T(0);
+        row1[2 * ox] = a == win + w ? g : T(0);
+        row1[2 * ox + 1] = a == win + w + 1 ? g : T(0);
       }
     }
   }
