@@ -112,6 +112,36 @@ T pick(const std::optional<T>& given, const T& saved, const char* option, bool r
   return given ? *given : saved;
 }
 
+// The last line of train and eval, which scripts read.
+void print_test_line(std::ostream& out, const Metrics& m) {
+  char line[96];
+  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", m.loss, m.accuracy);
+  out << line << std::endl;
+}
+
+// The parts of a report that train and eval share.
+RunReport base_report(const std::string& title, const LabeledImages& data, const DataSplit& split,
+                      const Graph& graph, const std::string& device, const CheckpointMeta& meta) {
+  RunReport r;
+  r.title = title;
+  r.dataset = data.source;
+  r.device = device;
+  r.spec = meta.spec;
+  r.class_names = class_names(data.kind);
+  r.graph = &graph;
+  r.rows = data.rows;
+  r.cols = data.cols;
+  r.images = data.images.data();
+  r.labels = data.labels.data();
+  r.train = split.train;
+  r.val = split.val;
+  r.test = split.test;
+  r.batch_size = meta.batch_size;
+  r.lr = meta.lr;
+  r.seed = meta.seed;
+  return r;
+}
+
 std::unique_ptr<Engine> build_engine(Device device, const Graph& graph, const EngineOptions& eo,
                                      std::ostream& out) {
   std::string notice;
@@ -210,35 +240,17 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   }
 
   const auto t2 = Clock::now();
-  RunReport report;
+  RunReport report = base_report(display_name(kind) + " CNN training run", data, split, graph,
+                                 engine->device_name(), meta);
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   eval_seconds += seconds_since(t2);
-  report.title = display_name(kind) + " CNN training run";
-  report.dataset = data.source;
-  report.device = engine->device_name();
-  report.spec = meta.spec;
-  report.class_names = meta.class_names;
-  report.graph = &graph;
-  report.rows = data.rows;
-  report.cols = data.cols;
-  report.images = data.images.data();
-  report.labels = data.labels.data();
-  report.train = split.train;
-  report.val = split.val;
-  report.test = split.test;
   report.history = history;
   report.train_seconds = train_seconds;
   report.eval_seconds = eval_seconds;
   report.load_seconds = load_seconds;
-  report.batch_size = meta.batch_size;
-  report.lr = meta.lr;
-  report.seed = meta.seed;
   write_report(run_dir, report);
   out << "report: " << (run_dir / "report.html").string() << '\n';
-  char line[96];
-  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", report.test_metrics.loss,
-                report.test_metrics.accuracy);
-  out << line << std::endl;
+  print_test_line(out, report.test_metrics);
 }
 
 void run_eval(const EvalOptions& o, std::ostream& out) {
@@ -257,26 +269,11 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
   engine->set_parameters(ckpt.state.params);
   engine->set_dataset(view(data));
 
-  RunReport report;
+  RunReport report = base_report(display_name(data.kind) + " CNN evaluation", data, split, graph,
+                                 engine->device_name(), ckpt.meta);
   const auto t0 = Clock::now();
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   report.eval_seconds = seconds_since(t0);
-  report.title = display_name(data.kind) + " CNN evaluation";
-  report.dataset = data.source;
-  report.device = engine->device_name();
-  report.spec = ckpt.meta.spec;
-  report.class_names = class_names(data.kind);
-  report.graph = &graph;
-  report.rows = data.rows;
-  report.cols = data.cols;
-  report.images = data.images.data();
-  report.labels = data.labels.data();
-  report.train = split.train;
-  report.val = split.val;
-  report.test = split.test;
-  report.batch_size = ckpt.meta.batch_size;
-  report.lr = ckpt.meta.lr;
-  report.seed = ckpt.meta.seed;
   write_report(run_dir, report);
 
   std::vector<uint8_t> test_labels(split.test.size());
@@ -296,10 +293,7 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
     out << "   " << report.class_names[i] << '\n';
   }
   out << "\nreport: " << (run_dir / "report.html").string() << '\n';
-  char line[96];
-  std::snprintf(line, sizeof line, "test: loss=%.4f accuracy=%.4f", report.test_metrics.loss,
-                report.test_metrics.accuracy);
-  out << line << std::endl;
+  print_test_line(out, report.test_metrics);
 }
 
 void run_predict(const PredictOptions& o, std::ostream& out) {

@@ -2,6 +2,8 @@
 // broken file per validation rule), the torchvision layout, the search order, the not-found
 // message, and the real MNIST / Fashion-MNIST files where this machine has them.
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <zip.h>
 #include <zlib.h>
 
@@ -191,43 +193,7 @@ void write_idx_set(const fs::path& dir, const Synthetic& data, bool gz = true) {
   write_file(dir / "t10k-labels-idx1-ubyte", labels(data.y_test));
 }
 
-// Sets or unsets environment variables and restores them (and the working directory) after.
-class EnvGuard {
- public:
-  EnvGuard() = default;
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-  ~EnvGuard() { restore(); }
-  void restore() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) {
-        ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      } else {
-        ::unsetenv(it->first.c_str());
-      }
-    }
-    saved_.clear();
-    if (!cwd_.empty()) fs::current_path(cwd_);
-    cwd_.clear();
-  }
-  void set(const std::string& name, const std::optional<std::string>& value) {
-    const char* old = std::getenv(name.c_str());
-    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-    if (value) {
-      ::setenv(name.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-  void chdir(const fs::path& dir) {
-    if (cwd_.empty()) cwd_ = fs::current_path();
-    fs::current_path(dir);
-  }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-  fs::path cwd_;
-};
+using test::EnvGuard;
 
 // A scratch directory, removed afterwards.
 class Scratch : public ::testing::Test {

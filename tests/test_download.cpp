@@ -4,6 +4,8 @@
 // a good file already there. No test touches the network beyond 127.0.0.1.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -69,43 +71,7 @@ fs::path make_temp_dir(const std::string& tag) {
   return pattern;
 }
 
-// Sets or unsets environment variables and restores them (and the working directory) after.
-class EnvGuard {
- public:
-  EnvGuard() = default;
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-  ~EnvGuard() { restore(); }
-  void restore() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) {
-        ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      } else {
-        ::unsetenv(it->first.c_str());
-      }
-    }
-    saved_.clear();
-    if (!cwd_.empty()) fs::current_path(cwd_);
-    cwd_.clear();
-  }
-  void set(const std::string& name, const std::optional<std::string>& value) {
-    const char* old = std::getenv(name.c_str());
-    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-    if (value) {
-      ::setenv(name.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name.c_str());
-    }
-  }
-  void chdir(const fs::path& dir) {
-    if (cwd_.empty()) cwd_ = fs::current_path();
-    fs::current_path(dir);
-  }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-  fs::path cwd_;
-};
+using test::EnvGuard;
 
 class Download : public ::testing::Test {
  protected:

@@ -6,12 +6,56 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
 #include <functional>
 #include <random>
 #include <span>
 #include <vector>
 
 namespace mg::test {
+
+// Sets or unsets environment variables and restores them (and the working directory) after.
+class EnvGuard {
+ public:
+  EnvGuard() = default;
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+  ~EnvGuard() { restore(); }
+  void restore() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) {
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      } else {
+        ::unsetenv(it->first.c_str());
+      }
+    }
+    saved_.clear();
+    if (!cwd_.empty()) std::filesystem::current_path(cwd_);
+    cwd_.clear();
+  }
+  void set(const std::string& name, const std::optional<std::string>& value) {
+    const char* old = std::getenv(name.c_str());
+    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  void chdir(const std::filesystem::path& dir) {
+    if (cwd_.empty()) cwd_ = std::filesystem::current_path();
+    std::filesystem::current_path(dir);
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+  std::filesystem::path cwd_;
+};
+
 
 inline std::vector<double> random_vector(size_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
   std::mt19937_64 rng(seed);
