@@ -50,7 +50,7 @@ void expect_mnist_like(const MnistImage& img) {
 }
 
 TEST(DigitImage, PngOfAnySizeAndPolarityBecomesMnistLike) {
-  for (const auto [w, h, dark] : {std::tuple{200, 300, true}, std::tuple{64, 64, false}, std::tuple{500, 180, true}}) {
+  for (const auto& [w, h, dark] : {std::tuple{200, 300, true}, std::tuple{64, 64, false}, std::tuple{500, 180, true}}) {
     const auto pixels = draw_seven(w, h, dark);
     const fs::path f = temp_file("seven.png");
     ASSERT_TRUE(stbi_write_png(f.c_str(), w, h, 1, pixels.data(), w));

@@ -107,7 +107,7 @@ TEST(ModelGradient, SeedModelSampledParametersWithDropout) {
   std::mt19937_64 rng(3);
   std::vector<int64_t> which;
   for (const Layer& l : g.layers()) {
-    for (const auto [off, size] : {std::pair{l.weight_offset, l.weight_size}, std::pair{l.bias_offset, l.bias_size}}) {
+    for (const auto& [off, size] : {std::pair{l.weight_offset, l.weight_size}, std::pair{l.bias_offset, l.bias_size}}) {
       if (size == 0) continue;
       for (int k = 0; k < 24; ++k) which.push_back(off + static_cast<int64_t>(rng() % static_cast<uint64_t>(size)));
     }

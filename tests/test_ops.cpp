@@ -102,7 +102,7 @@ TEST(ConvEpilogue, FusedPassesEqualTheComposedReferenceOps) {
 }
 
 TEST(BiasAdd, ForwardAndGradient) {
-  for (const auto [n, c, s] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {2, 4, 1}}) {
+  for (const auto& [n, c, s] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {2, 4, 1}}) {
     const Vec y0 = random_vector(n * c * s, 8);
     Vec b = random_vector(c, 9);
     const Vec r = random_vector(n * c * s, 10);
@@ -140,7 +140,7 @@ TEST(Relu, ForwardAndGradientAwayFromTheKink) {
 }
 
 TEST(MaxPool, ForwardMatchesNaiveAndGradient) {
-  for (const auto [n, c, h, w] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 1, 2, 2},
+  for (const auto& [n, c, h, w] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 1, 2, 2},
                                   {2, 3, 7, 5}, {3, 2, 6, 8}}) {
     Vec x = random_vector(n * c * h * w, 13);
     const int64_t oh = h / 2, ow = w / 2;
@@ -204,7 +204,7 @@ TEST(Dropout, KeepsTheRightFractionScalesAndHasTheMaskAsGradient) {
 }
 
 TEST(Dense, ForwardMatchesNaiveAndGradients) {
-  for (const auto [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {1, 7, 3}, {5, 13, 9}}) {
+  for (const auto& [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {1, 7, 3}, {5, 13, 9}}) {
     Vec x = random_vector(n * in, 17);
     Vec w = random_vector(out * in, 18);
     const Vec r = random_vector(n * out, 19);
@@ -229,7 +229,7 @@ TEST(Dense, ForwardMatchesNaiveAndGradients) {
 }
 
 TEST(SoftmaxXent, LossMatchesDefinitionAndGradient) {
-  for (const auto [n, classes] : {std::pair<int64_t, int64_t>{1, 10}, {7, 10}, {4, 3}}) {
+  for (const auto& [n, classes] : {std::pair<int64_t, int64_t>{1, 10}, {7, 10}, {4, 3}}) {
     Vec z = random_vector(n * classes, 20, -3, 3);
     std::vector<int32_t> labels(n);
     for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 7 + 3) % classes);
@@ -245,9 +245,9 @@ TEST(SoftmaxXent, LossMatchesDefinitionAndGradient) {
                         (z.begin() + i * classes);
       correct += best == labels[i];
     }
-    EXPECT_NEAR(s.loss, ref, 1e-12 * n);
+    EXPECT_NEAR(s.loss, ref, 1e-12 * static_cast<double>(n));
     EXPECT_EQ(s.correct, correct);
-    auto loss = [&] { return cpu::softmax_xent<double>(z.data(), labels.data(), n, classes, nullptr).loss / n; };
+    auto loss = [&] { return cpu::softmax_xent<double>(z.data(), labels.data(), n, classes, nullptr).loss / static_cast<double>(n); };
     expect_gradient("softmax_xent dz", z, dz, loss);
   }
 }
