@@ -16,7 +16,7 @@ OMP_NUM_THREADS=$threads "$build/mnist_gpu" train --device cpu --epochs 1 --data
 echo "== PyTorch ($threads threads)"
 /usr/bin/python3 "$repo_root/tools/torch_peer.py" --epochs 1 --threads $threads --data "$data" | tee "$log/torch"
 
-ours=$(sed -n 's/^epoch 1\/1 - [0-9]* steps - \([0-9.]*\)s .*/\1/p' "$log/ours")
+ours=$(sed -n 's/^Epoch 1\/1 - [0-9]*\/[0-9]* - \([0-9.]*\)s .*/\1/p' "$log/ours")
 torch=$(sed -n 's/^Epoch 1\/1 - [0-9.]*s (train \([0-9.]*\)s).*/\1/p' "$log/torch")
 ours_acc=$(sed -n 's/^test: .*accuracy=\([0-9.]*\)$/\1/p' "$log/ours")
 torch_acc=$(sed -n 's/^test_loss: .* test_accuracy: \([0-9.]*\)$/\1/p' "$log/torch")
