@@ -74,9 +74,6 @@ Dataset view(const LabeledImages& d) {
 }
 
 void export_split(const fs::path& file, const DataSplit& split) {
-  if (fs::exists(file)) {
-    throw FileError(file.string() + ": already exists; --export-split never overwrites a file");
-  }
   const nlohmann::json j = {{"train", split.train}, {"val", split.val}, {"test", split.test}};
   write_file_atomic(file, j.dump() + "\n");
 }
@@ -161,7 +158,10 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   const bool resuming = resume.has_value();
   const CheckpointMeta saved = resuming ? resume->meta : CheckpointMeta{};
   CheckpointMeta meta;
-  meta.spec = pick(o.model, resuming ? saved.spec : std::string(kSeedModelSpec), "--model", resuming);
+  // Specs are compared in canonical form ("dense128" and "flatten,dense128" are one model).
+  const std::optional<std::string> model =
+      o.model ? std::optional(ModelSpec::parse(*o.model).to_string()) : std::nullopt;
+  meta.spec = pick(model, resuming ? saved.spec : std::string(kSeedModelSpec), "--model", resuming);
   meta.seed = pick(o.seed, resuming ? saved.seed : kDefaultSeed, "--seed", resuming);
   meta.batch_size = pick(o.batch_size, resuming ? saved.batch_size : kDefaultBatch, "--batch-size", resuming);
   meta.lr = pick(o.lr, resuming ? saved.lr : kDefaultLr, "--lr", resuming);
@@ -194,6 +194,10 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   meta.class_names = class_names(kind);
   meta.epochs_done = resuming ? saved.epochs_done : 0;
 
+  if (o.export_split && fs::exists(*o.export_split)) {
+    throw FileError(o.export_split->string() +
+                    ": already exists; --export-split never overwrites a file");
+  }
   const fs::path run_dir = make_run_dir(o.out, "");
   if (o.export_split) export_split(*o.export_split, split);
 
