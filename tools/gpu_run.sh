@@ -12,7 +12,7 @@
 # Every step has a time cap and the whole run a deadline (MG_DEADLINE_S, default 540 s), so the
 # summary always comes. A step that fails does not stop the others.
 #
-# Usage, on the GPU machine, from the repository root (device tool: carry gpu-bundle):
+# Usage, on the GPU machine, from the repository root (with gpu-bundle/ copied there):
 #   bash gpu-bundle/gpu_run.sh
 # Our binaries get LD_LIBRARY_PATH = the bundled libraries this machine lacks, then
 # /usr/local/cuda/lib64; python3 (PyTorch) keeps the machine's own environment.
