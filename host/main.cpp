@@ -1,5 +1,7 @@
 // mnist_gpu: trains the Keras notebook's CNN on MNIST with hand-written kernels.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <map>
 
@@ -11,10 +13,17 @@ namespace {
 const std::map<std::string, mg::Device> kDevices{
     {"auto", mg::Device::kAuto}, {"cpu", mg::Device::kCpu}, {"cuda", mg::Device::kCuda}};
 
-void add_device(CLI::App* cmd, mg::Device& device, const char* fallback) {
+// The value is kept as text and mapped after parsing, so a bad one reads "tpu not in {auto,cpu,cuda}".
+void add_device(CLI::App* cmd, std::string& device, const char* fallback) {
+  device = fallback;
   cmd->add_option("--device", device, "auto (a usable GPU, else the CPU), cuda or cpu")
-      ->transform(CLI::CheckedTransformer(kDevices, CLI::ignore_case))
-      ->default_str(fallback);
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}, CLI::ignore_case))
+      ->capture_default_str();
+}
+
+mg::Device to_device(std::string name) {
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  return kDevices.at(name);  // IsMember has already checked it
 }
 
 void add_data(CLI::App* cmd, mg::DataOptions& data, std::string& dir, const char* dataset_help) {
@@ -52,7 +61,8 @@ int main(int argc, char** argv) {
                                       "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
                                       "(the classifier dense10 + softmax is appended)")
                         ->default_str(std::string(mg::kSeedModelSpec));
-  add_device(train, train_opt.device, "auto");
+  std::string train_device, eval_device, predict_device;
+  add_device(train, train_device, "auto");
   train->add_option("--out", out, "the run folder to create (default runs/<timestamp>/; never overwritten)");
   train->add_flag("--augment", train_opt.augment, "random shifts (up to 2 px) and rotations (up to 10 degrees)");
   train->add_option("--resume", resume, "a checkpoint.safetensors to continue from (its settings are kept)")
@@ -67,7 +77,7 @@ int main(int argc, char** argv) {
   eval->add_option("checkpoint", eval_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
   add_data(eval, eval_opt.data, eval_data, "mnist or fashion-mnist (default: the checkpoint's)");
   eval->get_option("--dataset")->default_str("");
-  add_device(eval, eval_opt.device, "auto");
+  add_device(eval, eval_device, "auto");
   eval->add_option("--out", eval_out, "the report folder to create (default runs/eval-<timestamp>/)");
 
   mg::PredictOptions predict_opt;
@@ -76,7 +86,7 @@ int main(int argc, char** argv) {
   CLI::App* predict = app.add_subcommand("predict", "classify digit images (PNG, JPEG, PGM, any size)");
   predict->add_option("checkpoint", predict_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
   predict->add_option("images", images, "image files")->required();
-  add_device(predict, predict_opt.device, "cpu");
+  add_device(predict, predict_device, "cpu");
   predict->add_flag("--json", predict_opt.json, "print JSON");
 
   std::string summary_model{mg::kSeedModelSpec};
@@ -98,6 +108,7 @@ int main(int argc, char** argv) {
 
   try {
     if (*train) {
+      train_opt.device = to_device(train_device);
       if (!train_data.empty()) train_opt.data.dir = train_data;
       if (*batch_opt) train_opt.batch_size = batch;
       if (*lr_opt) train_opt.lr = lr;
@@ -108,12 +119,14 @@ int main(int argc, char** argv) {
       if (!export_split.empty()) train_opt.export_split = export_split;
       mg::run_train(train_opt, std::cout);
     } else if (*eval) {
+      eval_opt.device = to_device(eval_device);
       eval_opt.checkpoint = eval_ckpt;
       if (!eval->get_option("--dataset")->count()) eval_opt.data.dataset.clear();
       if (!eval_data.empty()) eval_opt.data.dir = eval_data;
       if (!eval_out.empty()) eval_opt.out = eval_out;
       mg::run_eval(eval_opt, std::cout);
     } else if (*predict) {
+      predict_opt.device = to_device(predict_device);
       predict_opt.checkpoint = predict_ckpt;
       predict_opt.images.assign(images.begin(), images.end());
       mg::run_predict(predict_opt, std::cout);
