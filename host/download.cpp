@@ -1,9 +1,9 @@
 #include "host/download.hpp"
 
+#include "host/atomic_file.hpp"
+
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -146,78 +147,23 @@ class ProgressBar {
   throw DownloadError(url + ": " + problem);
 }
 
-// The temporary file beside dest; removed on destruction unless released after the rename.
-class TempFile {
- public:
-  explicit TempFile(const fs::path& dest) {
-    std::string name = ".";
-    name += dest.filename().string();
-    name += ".part-XXXXXX";
-    std::string pattern = (dest.parent_path() / name).string();
-    fd_ = ::mkstemp(pattern.data());
-    if (fd_ < 0) {
-      throw DownloadError(dest.string() +
-                          ": cannot create a temporary file beside it: " + std::strerror(errno));
-    }
-    path_ = pattern;
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    close();
-    if (!path_.empty()) {
-      std::error_code ec;
-      fs::remove(path_, ec);
-    }
-  }
-
-  const fs::path& path() const { return path_; }
-  int fd() const { return fd_; }
-  // Flushes to disk and closes; false (errno set) on failure.
-  bool sync_and_close() {
-    const bool ok = ::fsync(fd_) == 0;
-    const int saved = errno;
-    const bool closed = ::close(fd_) == 0;
-    fd_ = -1;
-    if (!ok) errno = saved;
-    return ok && closed;
-  }
-  void release() { path_.clear(); }
-
- private:
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  fs::path path_;
-  int fd_ = -1;
-};
-
 struct Transfer {
-  int fd = -1;
+  AtomicFile* file = nullptr;
   Sha256 sha;
   curl_off_t bytes = 0;
-  int write_errno = 0;
+  std::string write_error;
   std::unique_ptr<ProgressBar> bar;
 };
 
 size_t on_write(char* data, size_t size, size_t nmemb, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * nmemb;
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::write(t->fd, data + done, n - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      t->write_errno = errno;
-      return 0;  // makes curl stop with CURLE_WRITE_ERROR
-    }
-    done += static_cast<size_t>(w);
-  }
   try {
+    t->file->write(data, n);
     t->sha.update(data, n);
-  } catch (...) {  // never let an exception cross libcurl's C frames
-    return 0;
+  } catch (const std::exception& e) {  // never let an exception cross libcurl's C frames
+    t->write_error = e.what();
+    return 0;  // makes curl stop with CURLE_WRITE_ERROR
   }
   t->bytes += static_cast<curl_off_t>(n);
   return n;
@@ -269,11 +215,17 @@ void download_verified(const std::string& url, const fs::path& dest, std::string
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(url, "cannot create the directory " + dir.string() + ": " + ec.message());
-  TempFile temp(dir / dest.filename());
+  // Written beside dest and renamed into place only once its SHA-256 is verified.
+  std::optional<AtomicFile> temp;
+  try {
+    temp.emplace(dest);
+  } catch (const FileError& e) {
+    fail(url, e.what());
+  }
 
   const bool tty = show_progress && ::isatty(STDERR_FILENO) == 1;
   Transfer transfer;
-  transfer.fd = temp.fd();
+  transfer.file = &*temp;
   if (tty) transfer.bar = std::make_unique<ProgressBar>(file_name_of(url));
   if (show_progress && !tty) std::fprintf(stderr, "downloading %s\n", url.c_str());
 
@@ -312,10 +264,7 @@ void download_verified(const std::string& url, const fs::path& dest, std::string
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (rc == CURLE_HTTP_RETURNED_ERROR) fail(url, "HTTP error " + std::to_string(status));
-    if (rc == CURLE_WRITE_ERROR && transfer.write_errno != 0) {
-      fail(url,
-           "cannot write " + temp.path().string() + ": " + std::strerror(transfer.write_errno));
-    }
+    if (rc == CURLE_WRITE_ERROR && !transfer.write_error.empty()) fail(url, transfer.write_error);
     std::string detail = error_buf[0] != '\0' ? error_buf.data() : curl_easy_strerror(rc);
     while (!detail.empty() && (detail.back() == '\n' || detail.back() == '\r')) detail.pop_back();
     if (rc == CURLE_PARTIAL_FILE) {
@@ -337,18 +286,11 @@ void download_verified(const std::string& url, const fs::path& dest, std::string
     fail(url, "SHA-256 mismatch: got " + actual + ", expected " + expected + " (" +
                   std::to_string(transfer.bytes) + " bytes received)");
   }
-  if (!temp.sync_and_close()) {
-    fail(url, "cannot write " + temp.path().string() + ": " + std::strerror(errno));
+  try {
+    temp->commit();
+  } catch (const FileError& e) {
+    fail(url, e.what());
   }
-  // mkstemp makes the file 0600; give it the permissions a normal new file would get.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::chmod(temp.path().c_str(), 0666 & ~mask);
-  fs::rename(temp.path(), dest, ec);
-  if (ec)
-    fail(url,
-         "cannot rename " + temp.path().string() + " to " + dest.string() + ": " + ec.message());
-  temp.release();
 
   if (show_progress && !tty) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
