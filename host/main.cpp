@@ -6,6 +6,9 @@
 #include <map>
 
 #include "engine/model_spec.hpp"
+#include "host/eval.hpp"
+#include "host/predict.hpp"
+#include "host/summary.hpp"
 #include "host/train.hpp"
 
 namespace {

@@ -1,4 +1,4 @@
-// The mnist_gpu commands: train, eval, predict, summary.
+// mnist_gpu train: the notebook's protocol, a run folder with checkpoint and report.
 #pragma once
 
 #include <cstdint>
@@ -8,16 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/engine.hpp"
-#include "engine/model_spec.hpp"
+#include "host/command_common.hpp"
 
 namespace mg {
-
-struct DataOptions {
-  std::optional<std::filesystem::path> dir;  // --data; else the search order of host/datasets.hpp
-  std::string dataset = "mnist";             // mnist | fashion-mnist
-  bool allow_download = true;
-};
 
 struct TrainOptions {
   DataOptions data;
@@ -39,23 +32,5 @@ struct TrainOptions {
 // Keras-style progress; the last line is "test: loss=<x> accuracy=<y>". Throws on bad input before
 // anything is written.
 void run_train(const TrainOptions& options, std::ostream& out);
-
-struct EvalOptions {
-  std::filesystem::path checkpoint;
-  DataOptions data;  // dataset defaults to the checkpoint's
-  Device device = Device::kAuto;
-  std::optional<std::filesystem::path> out;  // the report folder; default runs/eval-<timestamp>/
-};
-void run_eval(const EvalOptions& options, std::ostream& out);
-
-struct PredictOptions {
-  std::filesystem::path checkpoint;
-  std::vector<std::filesystem::path> images;
-  Device device = Device::kCpu;
-  bool json = false;
-};
-void run_predict(const PredictOptions& options, std::ostream& out);
-
-void run_summary(const std::string& model, std::ostream& out);
 
 }  // namespace mg
