@@ -35,7 +35,7 @@ async function showModel() {
   const m = await getJSON('/api/model');
   classes = m.classes;
   const parts = [m.spec, m.dataset, `${m.param_count.toLocaleString('en-US')} parameters`,
-                 `${m.epochs} epochs`];
+                 `${m.epochs} epoch${m.epochs === 1 ? '' : 's'}`];
   if (m.test_accuracy !== null) parts.push(`test accuracy ${percent(m.test_accuracy)}`);
   parts.push(`device ${m.device}`);
   $('model-line').textContent = parts.join(' · ');
@@ -235,7 +235,7 @@ function showAnswer(r) {
 // --- the live training view ------------------------------------------------------------------
 
 function chart(svg, epochs, series, fixedRange) {
-  const W = 420, H = 240, L = 48, R = 12, T = 12, B = 30;
+  const W = 420, H = 240, L = 48, R = 12, T = 12, B = 40;
   svg.replaceChildren();
   const values = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v));
   let [lo, hi] = fixedRange || [Math.min(...values), Math.max(...values)];
@@ -262,9 +262,9 @@ function chart(svg, epochs, series, fixedRange) {
   }
   const step = Math.max(1, Math.ceil(epochs / 10));
   for (let e = 1; e <= epochs; e += step) {
-    el('text', { x: x(e), y: H - 10, 'text-anchor': 'middle', 'font-size': 11, fill: '#6b7280' }, e);
+    el('text', { x: x(e), y: H - 22, 'text-anchor': 'middle', 'font-size': 11, fill: '#6b7280' }, e);
   }
-  el('text', { x: W - R, y: H - 10, 'text-anchor': 'end', 'font-size': 11, fill: '#9ca3af' },
+  el('text', { x: (L + W - R) / 2, y: H - 5, 'text-anchor': 'middle', 'font-size': 11, fill: '#9ca3af' },
      'epoch');
   for (const s of series) {
     const pts = s.values.map((v, i) => [x(i + 1), y(v)]);
