@@ -116,10 +116,6 @@ MnistImage load_digit_image(const std::filesystem::path& path) {
   return mnist_from_gray(pixels.get(), w, h, what);
 }
 
-}  // namespace mg
-
-namespace mg {
-
 MnistImage load_digit_image(std::span<const uint8_t> encoded, const std::string& what,
                             int max_side) {
   if (encoded.empty()) throw ImageError(what + ": empty (no image data)");
