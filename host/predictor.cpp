@@ -82,14 +82,17 @@ void Predictor::run() {
       for (const auto& job : batch) job->result.set_exception(std::current_exception());
       continue;
     }
+    {
+      // Counted before anyone is answered, so a caller that got its answer sees it counted.
+      std::lock_guard lock(mutex_);
+      stats_.images += n;
+      stats_.batches += 1;
+      stats_.largest_batch = std::max(stats_.largest_batch, n);
+    }
     for (int64_t i = 0; i < n; ++i) {
       const float* p = probs.data() + i * classes_;
       batch[static_cast<size_t>(i)]->result.set_value(std::vector<float>(p, p + classes_));
     }
-    std::lock_guard lock(mutex_);
-    stats_.images += n;
-    stats_.batches += 1;
-    stats_.largest_batch = std::max(stats_.largest_batch, n);
   }
 }
 
