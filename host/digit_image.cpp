@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,15 @@ int border_median(const uint8_t* p, int w, int h) {
   }
   std::nth_element(border.begin(), border.begin() + static_cast<long>(border.size() / 2), border.end());
   return border[border.size() / 2];
+}
+
+// The formats an upload may be in, by their first bytes.
+bool known_signature(std::span<const uint8_t> b) {
+  auto starts = [&](std::initializer_list<uint8_t> sig) {
+    return b.size() >= sig.size() && std::equal(sig.begin(), sig.end(), b.begin());
+  };
+  return starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}) || starts({0xff, 0xd8, 0xff}) ||
+         starts({'P', '5'}) || starts({'P', '6'}) || starts({'B', 'M'});
 }
 
 }  // namespace
@@ -99,6 +109,31 @@ MnistImage load_digit_image(const std::filesystem::path& path) {
   }
   std::unique_ptr<uint8_t, void (*)(void*)> pixels(stbi_load(what.c_str(), &w, &h, &channels, 1),
                                                   stbi_image_free);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw ImageError(what + ": cannot decode image (" + (why ? why : "unknown error") + ")");
+  }
+  return mnist_from_gray(pixels.get(), w, h, what);
+}
+
+MnistImage load_digit_image(std::span<const uint8_t> encoded, const std::string& what,
+                            int max_side) {
+  if (encoded.empty()) throw ImageError(what + ": empty (no image data)");
+  if (!known_signature(encoded) || encoded.size() > static_cast<size_t>(INT32_MAX)) {
+    throw ImageError(what + ": not a PNG, JPEG, PGM/PPM or BMP image");
+  }
+  const auto size = static_cast<int>(encoded.size());
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info_from_memory(encoded.data(), size, &w, &h, &channels)) {
+    const char* why = stbi_failure_reason();
+    throw ImageError(what + ": cannot decode image (" + (why ? why : "unknown format") + ")");
+  }
+  if (w < 1 || h < 1 || w > max_side || h > max_side) {
+    throw ImageError(what + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
+                     ", outside 1.." + std::to_string(max_side) + " pixels a side");
+  }
+  std::unique_ptr<uint8_t, void (*)(void*)> pixels(
+      stbi_load_from_memory(encoded.data(), size, &w, &h, &channels, 1), stbi_image_free);
   if (!pixels) {
     const char* why = stbi_failure_reason();
     throw ImageError(what + ": cannot decode image (" + (why ? why : "unknown error") + ")");

@@ -7,7 +7,9 @@
 
 #include "engine/model_spec.hpp"
 #include "host/eval.hpp"
+#include "host/export.hpp"
 #include "host/predict.hpp"
+#include "host/serve.hpp"
 #include "host/summary.hpp"
 #include "host/train.hpp"
 
@@ -73,6 +75,38 @@ int main(int argc, char** argv) {
   train->add_option("--export-split", export_split,
                     "write the split as JSON {train, val, test}: indices into the 70,000 images (train files first)");
   train->add_flag("!--no-cuda-graph", train_opt.cuda_graph, "CUDA: launch each step's kernels instead of replaying a CUDA graph");
+  std::string train_serve_port;
+  mg::HttpOptions train_http;
+  auto* train_serve = train->add_option("--serve", train_serve_port,
+                                        "watch the run live in a browser at http://127.0.0.1:PORT/ "
+                                        "(default 8080; 0 picks a free port); the server stays up "
+                                        "after training until Ctrl-C")
+                          ->expected(0, 1);
+  train->add_option("--serve-host", train_http.host,
+                    "address the live view listens on (default 127.0.0.1, this machine only)");
+
+  mg::ServeOptions serve_opt;
+  std::string serve_ckpt, serve_device;
+  CLI::App* serve = app.add_subcommand("serve", "a web page to draw digits for the model, and a JSON API");
+  serve->add_option("checkpoint", serve_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
+  serve->add_option("--host", serve_opt.http.host,
+                    "address to listen on; anything but loopback exposes the server to the network")
+      ->capture_default_str();
+  serve->add_option("--port", serve_opt.http.port, "port (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  add_device(serve, serve_device, "auto");
+  serve->add_option("--threads", serve_opt.http.threads, "HTTP worker threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+
+  mg::ExportOptions export_opt;
+  std::string export_ckpt, export_onnx;
+  CLI::App* exporter = app.add_subcommand("export", "write the model in a format other runtimes load (ONNX)");
+  exporter->add_option("checkpoint", export_ckpt, "checkpoint.safetensors")->required()->check(CLI::ExistingFile);
+  exporter->add_option("--onnx", export_onnx, "the ONNX file to write (opset 17, input [N,1,28,28] in [0,1], output the probabilities)")
+      ->required();
+  exporter->add_flag("--force", export_opt.force, "replace an existing file");
 
   mg::EvalOptions eval_opt;
   std::string eval_data, eval_ckpt, eval_out;
@@ -120,7 +154,26 @@ int main(int argc, char** argv) {
       if (!out.empty()) train_opt.out = out;
       if (!resume.empty()) train_opt.resume = resume;
       if (!export_split.empty()) train_opt.export_split = export_split;
-      mg::run_train(train_opt, std::cout);
+      if (*train_serve) {
+        train_http.port = 8080;
+        if (!train_serve_port.empty()) {
+          size_t used = 0;
+          int port = -1;
+          try {
+            port = std::stoi(train_serve_port, &used);
+          } catch (const std::exception&) {
+          }
+          if (used != train_serve_port.size() || port < 0 || port > 65535) {
+            std::cerr << "mnist_gpu: error: --serve: '" << train_serve_port
+                      << "' is not a port (0..65535) (see mnist_gpu train --help)\n";
+            return 2;
+          }
+          train_http.port = port;
+        }
+        mg::run_train_serving(train_opt, train_http, std::cout);
+      } else {
+        mg::run_train(train_opt, std::cout);
+      }
     } else if (*eval) {
       eval_opt.device = to_device(eval_device);
       eval_opt.checkpoint = eval_ckpt;
@@ -133,6 +186,14 @@ int main(int argc, char** argv) {
       predict_opt.checkpoint = predict_ckpt;
       predict_opt.images.assign(images.begin(), images.end());
       mg::run_predict(predict_opt, std::cout);
+    } else if (*serve) {
+      serve_opt.device = to_device(serve_device);
+      serve_opt.checkpoint = serve_ckpt;
+      mg::run_serve(serve_opt, std::cout);
+    } else if (*exporter) {
+      export_opt.checkpoint = export_ckpt;
+      export_opt.onnx = export_onnx;
+      mg::run_export(export_opt, std::cout);
     } else if (*summary) {
       mg::run_summary(summary_model, std::cout);
     }

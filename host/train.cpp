@@ -135,13 +135,25 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   const bool live = stdout_is_terminal() && &out == &std::cout;
   const auto steps =
       (static_cast<int64_t>(split.train.size()) + meta.batch_size - 1) / meta.batch_size;
+  const std::function<Metrics()> running = [&] { return engine->running_metrics(); };
+  if (o.observer) {
+    o.observer->on_start({run_dir, meta.spec, meta.dataset, engine->device_name(),
+                          graph.param_count(), meta.batch_size,
+                          static_cast<int64_t>(split.train.size()),
+                          static_cast<int64_t>(split.val.size()),
+                          static_cast<int64_t>(split.test.size()), steps, o.epochs,
+                          meta.epochs_done, history});
+  }
   double train_seconds = 0, eval_seconds = 0;
   for (int64_t epoch = meta.epochs_done; epoch < o.epochs; ++epoch) {
     out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
     EpochProgress progress(out, live, [&] { return engine->running_metrics(); });
     const auto t0 = Clock::now();
     const Metrics train = engine->train_epoch(
-        split.train, epoch, [&](int64_t done, int64_t total) { progress.step(done, total); });
+        split.train, epoch, [&](int64_t done, int64_t total) {
+          progress.step(done, total);
+          if (o.observer) o.observer->on_step(epoch, done, total, running);
+        });
     const double seconds = seconds_since(t0);
     const auto t1 = Clock::now();
     const Metrics val = engine->evaluate(split.val, nullptr);
@@ -152,6 +164,7 @@ void run_train(const TrainOptions& o, std::ostream& out) {
         {static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds});
     meta.epochs_done = epoch + 1;
     save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
+    if (o.observer) o.observer->on_epoch(history.back());
   }
 
   const auto t2 = Clock::now();
@@ -165,6 +178,7 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   report.load_seconds = load_seconds;
   write_report(run_dir, report);
   out << "report: " << (run_dir / "report.html").string() << '\n';
+  if (o.observer) o.observer->on_finish(run_dir / "report.html", report.test_metrics);
   print_test_line(out, report.test_metrics);
 }
 

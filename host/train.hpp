@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <filesystem>
 #include <iosfwd>
 #include <optional>
@@ -11,6 +12,30 @@
 #include "host/command_common.hpp"
 
 namespace mg {
+
+// What a run is, as an observer is told at its start.
+struct TrainStart {
+  std::filesystem::path run_dir;
+  std::string spec, dataset, device;
+  int64_t param_count = 0, batch_size = 0, train_count = 0, val_count = 0, test_count = 0;
+  int64_t steps_per_epoch = 0;
+  int epochs = 0;                    // in all
+  int64_t first_epoch = 0;           // 0-based: the epochs a resumed run had done
+  std::vector<EpochRecord> history;  // the epochs done before (a resumed run), else empty
+};
+
+// Told of a run's progress by the training thread (train --serve's live view implements it). The
+// calls come between steps, so they must return quickly; running() reads the metrics of the epoch
+// so far (on a GPU it waits for the device: call it at most about once a second).
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  virtual void on_start(const TrainStart& start) = 0;
+  virtual void on_step(int64_t epoch, int64_t done, int64_t total,
+                       const std::function<Metrics()>& running) = 0;
+  virtual void on_epoch(const EpochRecord& record) = 0;  // validated, its checkpoint saved
+  virtual void on_finish(const std::filesystem::path& report, const Metrics& test) = 0;
+};
 
 struct TrainOptions {
   DataOptions data;
@@ -26,6 +51,7 @@ struct TrainOptions {
   std::optional<std::filesystem::path> out;  // default runs/<timestamp>/
   std::optional<std::filesystem::path> resume;
   std::optional<std::filesystem::path> export_split;
+  TrainObserver* observer = nullptr;  // not owned; may be null
 };
 
 // Trains, writing the run folder (checkpoint, history, metrics, pictures, report.html). Prints

