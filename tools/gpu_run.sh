@@ -339,7 +339,9 @@ run_tests() {
   : >"$work/failed-tests.txt"
   note "$(report gtest "$work/last-tests.log" --failed "$work/failed-tests.txt") $(grep -h '^\[ TF32' "$work/last-tests.log" | head -n 1)"
   if [[ -s "$work/failed-tests.txt" ]]; then
-    unlist_step "${id#rerun-}"
+    # Failed tests are listed one by one; a step cut off by its cap stays listed whole, since the
+    # tests after the one it hung in never ran.
+    [[ "${results[${#results[@]} - 1]}" == TIMEOUT ]] || unlist_step "${id#rerun-}"
     mapfile -t -O "${#failed[@]}" failed < <(sort -u "$work/failed-tests.txt")
     write_summary
   fi
@@ -406,7 +408,8 @@ run_sanitizer() {
   last_run "$logs/$id.log" >"$work/last-sanitizer.log"
   # A kernel filter this compute-sanitizer does not understand stops it before any test ran:
   # then once more without it (the reports are still told apart, ours from the vendors').
-  if (($#)) && ! grep -q '^\[==========\]' "$work/last-sanitizer.log"; then
+  if [[ "$*" == *--kernel-name* ]] && ! grep -q '^\[==========\]' "$work/last-sanitizer.log" &&
+    grep -qi 'kernel-name\|regex' "$work/last-sanitizer.log"; then
     results[${#results[@]} - 1]="not run"
     notes[${#notes[@]} - 1]="the kernel filter was refused: $(grep -m1 -i 'error\|unrecognized\|invalid' "$work/last-sanitizer.log" | cut -c1-100)"
     unlist_step "$id"
@@ -480,11 +483,11 @@ if [[ -n "$rerun_file" && -f "$rerun_file" ]]; then
       test) rerun_tests+=("$name") ;;
     esac
   done < <(grep -v '^#' "$rerun_file")
-  if ((${#rerun_tests[@]})); then
+  if [[ " ${rerun_tests[*]:-} " == *" * "* ]]; then
+    run_tests rerun-tests 70 "$gpu_filter"  # the whole step failed: all of it once more
+  elif ((${#rerun_tests[@]})); then
     # Three times each: a result that changes between runs is a race.
-    filter="$(IFS=:; echo "${rerun_tests[*]}")"
-    [[ " ${rerun_tests[*]} " == *" * "* ]] && filter="$gpu_filter"
-    run_tests rerun-tests 40 "$filter" 3
+    run_tests rerun-tests 40 "$(IFS=:; echo "${rerun_tests[*]}")" 3
   fi
 elif [[ -n "$rerun_file" ]]; then
   record rerun "not run" 0 0 "no $rerun_file"
