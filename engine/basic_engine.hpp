@@ -2,7 +2,8 @@
 // metrics once per epoch. Besides Network's ops, the backend provides
 //   upload(dst, host_src, count), download(host_dst, src, count), fill_zero(ptr, count),
 //   shuffle(order, indices, n, seed, epoch)   same result as epoch_order()
-//   run_step(key, fn)                         runs fn() (CUDA: captured once per key, replayed)
+//   run_step(key, fn)                         runs fn() (CUDA: eagerly the first time per key,
+//                                             then captured once and replayed)
 //   device_name(), precision()
 #pragma once
 

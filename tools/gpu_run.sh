@@ -263,7 +263,8 @@ for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
     lib_notes+=("$lib: NOT FOUND")
   fi
 done
-lib_line="bundled and missing here: $(ls "$work/use" | tr '\n' ' ')| ${lib_notes[*]}"
+bundled_used="$(ls "$work/use" | tr '\n' ' ')"
+lib_line="bundled ones used (missing here): ${bundled_used:-none}; ${lib_notes[*]}"
 export MG_LIBPATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ours=(env "LD_LIBRARY_PATH=$MG_LIBPATH")
 
