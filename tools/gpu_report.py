@@ -165,13 +165,18 @@ def salvage_benchmark_json(text):
 def cmd_salvage(args):
     text = read_text(args.file) if os.path.exists(args.file) else ""
     doc = salvage_benchmark_json(text)
+    if not text.strip():
+        doc["truncated"] = False  # nothing was cut: nothing was written
     tmp = args.file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")
     os.replace(tmp, args.file)
     n = len(doc["benchmarks"])
-    print(f"{n} benchmarks" + (" (cut off: kept the complete ones)" if doc["truncated"] else ""))
+    if not text.strip():
+        print("0 benchmarks: no JSON was written (now an empty one)")
+    else:
+        print(f"{n} benchmarks" + (" (cut off: kept the complete ones)" if doc["truncated"] else ""))
     return 0
 
 
@@ -296,20 +301,20 @@ def compare_table(ours, peers):
 
 
 def cmd_compare(args):
-    ours, peers = [], []
+    ours, peers, missing = [], [], []
     for label, path in _labelled(args.ours, "--ours"):
         if os.path.exists(path):
             ours.append((label, load_ours(path)))
         else:
-            print(f"ours  {label}: no {path} (the run did not finish)")
+            missing.append(f"ours  {label}: no {path} (the run did not finish)")
     for label, path in _labelled(args.peer, "--peer"):
         if os.path.exists(path):
             peers.append((label, load_peer(path)))
         else:
-            print(f"torch {label}: no {path} (the run did not finish)")
+            missing.append(f"torch {label}: no {path} (the run did not finish)")
     if not ours and not peers:
-        return 1
-    print("\n".join(compare_table(ours, peers)))
+        return 1  # nothing ran: nothing to say
+    print("\n".join(missing + compare_table(ours, peers)))
     return 0
 
 

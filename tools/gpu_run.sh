@@ -73,9 +73,9 @@ write_summary() {
       "run $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), ${SECONDS} s of its ${deadline} s deadline"
     echo "device: $gpu_line"
     echo "libraries: $lib_line"
-    printf '%-20s %-18s %5s %5s  %s\n' step result secs cap notes
+    printf '%-20s %-24s %5s %5s  %s\n' step result secs cap notes
     for i in "${!ids[@]}"; do
-      printf '%-20s %-18s %5s %5s  %s\n' "${ids[$i]}" "${results[$i]}" "${secs[$i]}" "${caps[$i]}" \
+      printf '%-20s %-24s %5s %5s  %s\n' "${ids[$i]}" "${results[$i]}" "${secs[$i]}" "${caps[$i]}" \
         "${notes[$i]}"
     done
     if [[ -s "$work/compare.txt" ]]; then
@@ -94,7 +94,8 @@ write_summary() {
 # record ID RESULT SECONDS CAP NOTE: a row of the table; failures go on the rerun list.
 record() {
   ids+=("$1") results+=("$2") secs+=("$3") caps+=("$4") notes+=("$5")
-  case "$2" in FAIL* | TIMEOUT*) failed+=("step ${1#rerun-}") ;; esac
+  local base="${1#rerun-}"
+  case "$2" in FAIL* | TIMEOUT*) failed+=("step ${base%-unfiltered}") ;; esac
   printf '[%4ds] %-20s %s%s\n' "$SECONDS" "$1" "$2" "${5:+  ($5)}"
   write_summary
 }
@@ -110,7 +111,8 @@ fail_check() {
   local i=$((${#ids[@]} - 1))
   if [[ "${results[$i]}" == ok ]]; then
     results[$i]="FAIL: $1"
-    failed+=("step ${ids[$i]#rerun-}")
+    local base="${ids[$i]#rerun-}"
+    failed+=("step ${base%-unfiltered}")
   fi
   write_summary
 }
@@ -368,7 +370,9 @@ run_train() {
     rc=$?
     ((rc != 0)) && fail_check "test accuracy below $min"
   fi
-  note "$line; $(grep -m1 -o 'device cuda[^,]*' "$work/last-train.log")"
+  local detail
+  detail="$(grep -m1 -o 'device cuda:[^,]*' "$work/last-train.log" || grep -m1 'error' "$work/last-train.log")"
+  note "$line; ${detail:0:120}"
 }
 
 # bench ID CAP FILTER: bench_kernels' CUDA rows into bench.json (salvaged if cut off), bench.log.
@@ -389,7 +393,9 @@ run_bench() {
   local line rc
   line="$(report bench "$out/bench.json")"
   rc=$?
-  note "$line$(grep -q 'cut off' "$work/salvage.txt" && echo '; JSON salvaged after the cut')"
+  grep -q 'cut off' "$work/salvage.txt" && line="$line; JSON salvaged after the cut"
+  grep -q '^0 benchmarks' <<<"$line" && line="$line; $(grep -v '^=== ' "$out/bench.log" | tail -n 1 | cut -c1-100)"
+  note "$line"
   ((rc != 0)) && fail_check "benchmark errors"
 }
 
@@ -410,9 +416,9 @@ run_sanitizer() {
   # A kernel filter this compute-sanitizer does not understand stops it before any test ran:
   # then once more without it (the reports are still told apart, ours from the vendors').
   if [[ "$*" == *--kernel-name* ]] && ! grep -q '^\[==========\]' "$work/last-sanitizer.log" &&
-    grep -qi 'kernel-name\|regex' "$work/last-sanitizer.log"; then
+    grep -qi 'kernel-name\|regex' < <(grep -v '^=== ' "$work/last-sanitizer.log"); then
     results[${#results[@]} - 1]="not run"
-    notes[${#notes[@]} - 1]="the kernel filter was refused: $(grep -m1 -i 'error\|unrecognized\|invalid' "$work/last-sanitizer.log" | cut -c1-100)"
+    notes[${#notes[@]} - 1]="the kernel filter was refused: $(grep -v '^=== ' "$work/last-sanitizer.log" | grep -m1 -i 'error\|unrecognized\|invalid' | cut -c1-100)"
     unlist_step "$id"
     step "$id-unfiltered" "$cap" "$id.log" "${ours[@]}" "$sanitizer" --tool "$tool" \
       --print-limit 50 --error-exitcode 1 "$here/bin/mg_tests" --gtest_color=no \
@@ -432,7 +438,11 @@ run_torch() {
   step "$id" "$cap" torch.log env PYTHONUNBUFFERED=1 python3 "$here/torch_peer.py" --device cuda \
     --epochs 3 --threads "$(nproc)" --data "$data" --json "$runs/$name.json" "$@"
   ((ran)) || return 0
-  note "$(last_run "$logs/torch.log" | grep -E '^(precision|compile|warm-up):|^torch_peer:' | tr '\n' ' ' | cut -c1-200)"
+  last_run "$logs/torch.log" | grep -v '^=== ' >"$work/last-torch.log"
+  local line
+  line="$(grep -E '^(precision|compile|warm-up):|^torch_peer:' "$work/last-torch.log" | tr '\n' ' ')"
+  [[ -n "$line" ]] || line="$(tail -n 1 "$work/last-torch.log")"
+  note "${line:0:200}"
 }
 
 compare() {
