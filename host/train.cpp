@@ -127,9 +127,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   out << "data: " << data.source << " (" << data.count << " images; train " << split.train.size()
       << ", val " << split.val.size() << ", test " << split.test.size() << ")\n";
   out << "model: " << meta.spec << " (" << graph.param_count() << " parameters), device "
-      << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr
-      << ", " << precision_name(engine->precision())
-      << (meta.augment.enabled ? ", augmented" : "") << '\n';
+      << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr << ", "
+      << precision_name(engine->precision()) << (meta.augment.enabled ? ", augmented" : "") << '\n';
   out << "output: " << run_dir.string() << '\n';
   if (resuming)
     out << "resuming after epoch " << saved.epochs_done << " from " << o.resume->string() << '\n';

@@ -109,8 +109,8 @@ MG_HOST_DEVICE float symmetric_from_bits(uint32_t bits) {
 MG_HOST_DEVICE AugmentTransform augment_transform(const AugmentConfig& c, uint64_t seed,
                                                   uint64_t step, uint64_t position) {
   const Philox4 r = philox_block(seed, RngStream::kAugment, 0, step, position);
-  const aug::SinCos a = aug::sincos_degrees(aug::mul_rn(aug::symmetric_from_bits(r.v[0]),
-                                                        c.max_rotation_deg));
+  const aug::SinCos a =
+      aug::sincos_degrees(aug::mul_rn(aug::symmetric_from_bits(r.v[0]), c.max_rotation_deg));
   return {a.cos, a.sin, aug::mul_rn(aug::symmetric_from_bits(r.v[1]), c.max_shift),
           aug::mul_rn(aug::symmetric_from_bits(r.v[2]), c.max_shift)};
 }

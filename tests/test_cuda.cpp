@@ -34,7 +34,6 @@
 //   conv1 dW): 2e-2 norm-wise. The simulator computes TF32 in float32, where all of these hold
 //   with room to spare; the first GPU run calibrates them.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -596,8 +595,8 @@ TEST_P(CudaOp, GatherAugmentedMatchesTheCpuBitForBit) {
     CpuBackend<float> ref;
     Floats x(static_cast<size_t>(c.n * size)), plain(x.size());
     std::vector<int32_t> y(static_cast<size_t>(c.n)), y_plain(y.size());
-    ref.gather_augmented(images.data(), labels.data(), shape, order.data(), counters, c.n, c.augment,
-                         42, x.data(), y.data());
+    ref.gather_augmented(images.data(), labels.data(), shape, order.data(), counters, c.n,
+                         c.augment, 42, x.data(), y.data());
     const Floats got = host_copy(be, gx.data(), c.n * size);
     EXPECT_EQ(got, x);
     EXPECT_EQ(host_copy(be, gy.data(), c.n), y);
@@ -631,9 +630,9 @@ TEST_P(CudaOp, EpochShuffleIsEpochOrder) {
 // k = 9 c_in products plus the bias; dx: c_out products, then col2im's sums of up to 9; dW:
 // n h w products) and 1e-2 norm-wise; db is a plain sum, the same in both precisions.
 void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
-  SCOPED_TRACE(std::string(precision_name(precision)) + " n=" + std::to_string(c.n) + " c_in=" +
-               std::to_string(c.c_in) + " " + std::to_string(c.h) + "x" + std::to_string(c.w) +
-               " c_out=" + std::to_string(c.c_out));
+  SCOPED_TRACE(std::string(precision_name(precision)) + " n=" + std::to_string(c.n) +
+               " c_in=" + std::to_string(c.c_in) + " " + std::to_string(c.h) + "x" +
+               std::to_string(c.w) + " c_out=" + std::to_string(c.c_out));
   const Layer l = conv_layer(c.c_in, c.h, c.w, c.c_out, /*relu=*/true);
   const int64_t nx = c.n * c.c_in * c.h * c.w, ny = c.n * c.c_out * c.h * c.w;
   const int64_t nw = c.c_out * c.c_in * 9, ncol = c.c_in * 9 * c.n * c.h * c.w;
@@ -654,7 +653,8 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
 
   CpuBackend<double> ref;
   Doubles col(static_cast<size_t>(ncol)), tmp(static_cast<size_t>(ny)), yd(tmp.size());
-  Doubles dxd(static_cast<size_t>(nx)), dwd(static_cast<size_t>(nw)), dbd(static_cast<size_t>(c.c_out));
+  Doubles dxd(static_cast<size_t>(nx)), dwd(static_cast<size_t>(nw)),
+      dbd(static_cast<size_t>(c.c_out));
   const Doubles xd = widen(x), wd = widen(w), bd = widen(b), dyd = widen(dy), y_same = widen(y);
   ref.conv_forward(l, c.n, xd.data(), wd.data(), bd.data(), yd.data(), {col.data(), tmp.data()});
   // Backward from the GPU's own y on both sides, so the ReLU masks are the same.
@@ -678,7 +678,8 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
   ref.conv_backward(plain, c.n, ax.data(), aw.data(), my.data(), ady.data(), mdx.data(), mdw.data(),
                     mdb.data(), {col.data(), tmp.data()});
   const int64_t hw = c.h * c.w;
-  for (int64_t i = 0; i < ny; ++i) my[static_cast<size_t>(i)] += std::abs(bd[static_cast<size_t>((i / hw) % c.c_out)]);
+  for (int64_t i = 0; i < ny; ++i)
+    my[static_cast<size_t>(i)] += std::abs(bd[static_cast<size_t>((i / hw) % c.c_out)]);
   expect_within_bound("tf32 conv y", y, yd, my, tf32_factor(9 * c.c_in + 2));
   expect_within_bound("tf32 conv dx", dx, dxd, mdx, tf32_factor(c.c_out + 9));
   expect_within_bound("tf32 conv dw", dw, dwd, mdw, tf32_factor(c.n * hw));
@@ -743,8 +744,8 @@ TEST_F(Cuda, Tf32GemmStaysWithinTheTf32BoundAndFp32WithinFp32s) {
       }
     }
   }
-  RecordProperty("tf32_results_differing_from_fp32", std::to_string(differ) + " of " +
-                                                         std::to_string(total));
+  RecordProperty("tf32_results_differing_from_fp32",
+                 std::to_string(differ) + " of " + std::to_string(total));
   std::cout << "[ TF32     ] " << differ << " of " << total
             << " GEMM results differ from float32's (a GPU: nearly all; the simulator: none)\n";
 }
@@ -787,7 +788,6 @@ TEST_F(Cuda, TheFirstStepOfABatchSizeRunsEagerlyTheSecondIsCaptured) {
   EXPECT_EQ(be.warmed_up_batches(), 2u);
   EXPECT_EQ(steps_done(), 5);
 }
-
 
 TEST_F(Cuda, DeviceBuffersAreZeroFilledAndMovable) {
   CudaBackend be;
@@ -926,7 +926,8 @@ void expect_network_step_close(int64_t n, Precision precision, double rtol) {
 // ReLU or pooling choice near a tie moves one term of a sum of thousands; a wrong index or a
 // missing term: far above).
 TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
-  for (const int64_t n : {int64_t{1}, int64_t{3}}) expect_network_step_close(n, Precision::kFp32, 1e-5);
+  for (const int64_t n : {int64_t{1}, int64_t{3}})
+    expect_network_step_close(n, Precision::kFp32, 1e-5);
 }
 
 // The seed model's batch: 128 images through every kernel at its production shape.
@@ -1042,7 +1043,8 @@ TEST_F(Cuda, EvaluateProbabilitiesMatchTheCpuEngine) {
   int bad = 0;
   for (size_t i = 0; i < pg.size(); ++i) {
     if (!(std::abs(pg[i] - pc[i]) <= 1e-4f) && ++bad <= 5)
-      ADD_FAILURE() << "probs[" << i / 10 << "][" << i % 10 << "]: gpu " << pg[i] << " vs cpu " << pc[i];
+      ADD_FAILURE() << "probs[" << i / 10 << "][" << i % 10 << "]: gpu " << pg[i] << " vs cpu "
+                    << pc[i];
   }
   EXPECT_EQ(bad, 0);
   for (size_t r = 0; r < 200; ++r) {
@@ -1208,8 +1210,8 @@ TEST_F(Cuda, TrainsInAFreshProcessWithAndWithoutGraphsAlike) {
                             " --epochs 2 --batch-size 64 --out " + (dir / name).string() + " " +
                             extra + " >" + log.string() + " 2>&1 </dev/null";
     const int status = std::system(cmd.c_str());
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << name << ": " << cmd << "\n" << read_text(log);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << ": " << cmd << "\n"
+                                                               << read_text(log);
     return read_text(log);
   };
   const std::string graph_log = train("graph", ""), eager_log = train("eager", "--no-cuda-graph");
@@ -1225,7 +1227,8 @@ TEST_F(Cuda, TrainsInAFreshProcessWithAndWithoutGraphsAlike) {
   const std::string history = read_text(dir / "graph/history.csv");
   EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
   EXPECT_EQ(history, read_text(dir / "eager/history.csv"));
-  EXPECT_NE(read_text(dir / "graph/metrics.json").find("\"precision\": \"fp32\""), std::string::npos);
+  EXPECT_NE(read_text(dir / "graph/metrics.json").find("\"precision\": \"fp32\""),
+            std::string::npos);
   if (!HasFailure()) fs::remove_all(dir);
 }
 
