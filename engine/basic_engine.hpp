@@ -2,8 +2,9 @@
 // metrics once per epoch. Besides Network's ops, the backend provides
 //   upload(dst, host_src, count), download(host_dst, src, count), fill_zero(ptr, count),
 //   shuffle(order, indices, n, seed, epoch)   same result as epoch_order()
-//   run_step(key, fn)                         runs fn() (CUDA: captured once per key, replayed)
-//   device_name()
+//   run_step(key, fn)                         runs fn() (CUDA: eagerly the first time per key,
+//                                             then captured once and replayed)
+//   device_name(), precision()
 #pragma once
 
 #include <span>
@@ -29,6 +30,7 @@ class BasicEngine final : public Engine {
   }
 
   std::string device_name() const override { return be_.device_name(); }
+  Precision precision() const override { return be_.precision(); }
   const Graph& graph() const override { return net_.graph(); }
   Network<Backend>& network() { return net_; }
 

@@ -140,6 +140,7 @@ class CpuBackend {
 
   // --- engine plumbing (basic_engine.hpp) ---
   std::string device_name() const { return "cpu"; }
+  Precision precision() const { return Precision::kFp32; }  // float32 (or T) BLAS, always
   template <class U, class V>
   void upload(U* dst, const V* src, int64_t count) {
     std::copy_n(src, count, dst);

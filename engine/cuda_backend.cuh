@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -24,6 +25,7 @@
 #include "engine/adam.hpp"
 #include "engine/graph.hpp"
 #include "engine/network.hpp"
+#include "engine/precision.hpp"
 #include "kernels/adam.cuh"
 #include "kernels/batch.cuh"
 #include "kernels/conv.cuh"
@@ -87,7 +89,8 @@ class CudaBackend {
 
   // On device 0. use_graphs: run_step() captures its work in CUDA graphs and replays them
   // (ignored, i.e. off, under MNIST_GPU_SYNC_DEBUG=1, which must synchronize after each launch).
-  explicit CudaBackend(bool use_graphs = false);
+  // precision: the cuBLAS math mode of every GEMM (kTf32: CUBLAS_TF32_TENSOR_OP_MATH).
+  explicit CudaBackend(bool use_graphs = false, Precision precision = Precision::kFp32);
   ~CudaBackend();
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -188,6 +191,7 @@ class CudaBackend {
 
   // --- engine plumbing (engine/basic_engine.hpp) ---
   std::string device_name() const { return device_name_; }
+  Precision precision() const { return precision_; }
 
   // Host -> device; waits for the copy, so the host buffer may go away right after.
   template <class U, class V>
@@ -224,13 +228,25 @@ class CudaBackend {
   void shuffle(int32_t* order, const int32_t* indices, int64_t n, uint64_t seed, int64_t epoch);
 
   // Runs fn(), the work of one training step of `batch` samples. With graphs, the first call for
-  // a batch size captures fn()'s launches into a CUDA graph instead of running them, and every
-  // call (that first one too) launches the graph. The key must identify the work: BasicEngine has
-  // one training step per batch size. Pointers and sizes are frozen in the graph; the step number
-  // and cursor are not (they are read from device memory), and alloc() retires old graphs.
+  // a batch size runs fn() eagerly (the warm-up: see below), the second captures fn()'s launches
+  // into a CUDA graph instead of running them and launches it, and every later call launches the
+  // graph. The key must identify the work: BasicEngine has one training step per batch size.
+  // Pointers and sizes are frozen in the graph; the step number and cursor are not (they are read
+  // from device memory), and alloc() retires old graphs (recaptured without a new warm-up).
+  //
+  // The warm-up keeps cold work out of the capture: the first launch of each kernel loads its
+  // module (lazy loading, CUDA's default since 12.2), and cuBLAS's first GEMM of a shape picks
+  // and loads its kernel. Done inside cudaStreamBeginCapture, that work is at best slow and at
+  // worst refused (drivers before 12.3 cannot load a module during a capture). The eager step is
+  // a real step, and graph replay equals eager launches bit for bit, so nothing changes but where
+  // that work happens.
   template <class Fn>
   void run_step(int64_t batch, Fn&& fn) {
     if (!use_graphs_) {
+      fn();
+      return;
+    }
+    if (warm_batches_.insert(batch).second) {
       fn();
       return;
     }
@@ -253,6 +269,7 @@ class CudaBackend {
   cublasHandle_t cublas() const { return cublas_; }
   bool uses_graphs() const { return use_graphs_; }
   size_t captured_graphs() const { return graphs_.size(); }
+  size_t warmed_up_batches() const { return warm_batches_.size(); }
   void synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
  private:
@@ -290,7 +307,9 @@ class CudaBackend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   bool use_graphs_ = false;
+  Precision precision_ = Precision::kFp32;
   uint64_t generation_ = 0;
+  std::set<int64_t> warm_batches_;  // batch sizes whose step has run eagerly once
   std::map<int64_t, CapturedStep> graphs_;
   DeviceBuffer<uint32_t> shuffle_keys_;
   DeviceBuffer<int32_t> shuffle_positions_;

@@ -128,12 +128,14 @@ bool cuda_usable(std::string* why) {
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Graph& graph, const EngineOptions& options) {
-  return std::make_unique<BasicEngine<CudaBackend>>(graph, options, graphs_wanted(options));
+  return std::make_unique<BasicEngine<CudaBackend>>(graph, options, graphs_wanted(options),
+                                                    options.precision);
 }
 
 // --- CudaBackend, the parts that are not templates -------------------------------------------
 
-CudaBackend::CudaBackend(bool use_graphs) : use_graphs_(use_graphs && !cuda::sync_debug()) {
+CudaBackend::CudaBackend(bool use_graphs, Precision precision)
+    : use_graphs_(use_graphs && !cuda::sync_debug()), precision_(precision) {
   try {
     CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};
@@ -147,8 +149,11 @@ CudaBackend::CudaBackend(bool use_graphs) : use_graphs_(use_graphs && !cuda::syn
     CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
     CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
     CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
-    // float32 arithmetic (no TF32): the tests hold the GPU to float32 accuracy against the CPU.
-    CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+    // float32 by default (CUBLAS_DEFAULT_MATH never goes below float32's precision): the tests
+    // hold the GPU to float32 accuracy against the CPU. TF32 only when asked for.
+    CUBLAS_CHECK(cublasSetMathMode(cublas_, precision_ == Precision::kTf32
+                                                ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                : CUBLAS_DEFAULT_MATH));
   } catch (...) {
     release();
     throw;

@@ -20,8 +20,8 @@ bool cuda_usable(std::string* why);
 
 // A BasicEngine over CudaBackend on GPU 0. options.cuda_graph: capture the training step in CUDA
 // graphs, unless MNIST_GPU_CUDA_GRAPH=0 is in the environment (or MNIST_GPU_SYNC_DEBUG=1, which
-// synchronizes after every launch). Call cuda_usable() first; construction throws
-// std::runtime_error on CUDA errors.
+// synchronizes after every launch); options.precision: kTf32 runs the GEMMs on TF32 tensor cores.
+// Call cuda_usable() first; construction throws std::runtime_error on CUDA errors.
 std::unique_ptr<Engine> make_cuda_engine(const Graph& graph, const EngineOptions& options);
 
 // What cuda_usable() looks at, separated from the message it makes so tests can check every

@@ -11,6 +11,7 @@
 
 #include "engine/adam.hpp"
 #include "engine/graph.hpp"
+#include "engine/precision.hpp"
 #include "kernels/augment.cuh"
 
 namespace mg {
@@ -35,6 +36,7 @@ struct EngineOptions {
   AdamConfig adam;
   bool cuda_graph = true;  // CUDA: capture the training step in a graph and replay it
   AugmentConfig augment;   // random shifts and small rotations of training batches
+  Precision precision = Precision::kFp32;  // CUDA: TF32 GEMMs when kTf32; the CPU ignores it
 };
 
 enum class Device { kAuto, kCpu, kCuda };
@@ -53,6 +55,8 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual std::string device_name() const = 0;
+  // The GEMMs' arithmetic this engine really uses (the CPU's is kFp32 whatever was asked).
+  virtual Precision precision() const = 0;
   virtual const Graph& graph() const = 0;
   // Copies the images and labels to the device; indices passed later point into this set.
   virtual void set_dataset(const Dataset& data) = 0;

@@ -96,6 +96,11 @@ std::unique_ptr<Engine> build_engine(Device device, const Graph& graph, const En
   std::string notice;
   auto engine = make_engine(device, graph, eo, &notice);
   if (!notice.empty()) out << "note: " << notice << '\n';
+  if (engine->precision() != eo.precision) {
+    out << "note: --precision " << precision_name(eo.precision) << " has no effect on "
+        << engine->device_name() << ", which computes in " << precision_name(engine->precision())
+        << '\n';
+  }
   return engine;
 }
 

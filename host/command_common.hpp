@@ -44,7 +44,8 @@ void print_test_line(std::ostream& out, const Metrics& m);
 RunReport base_report(const std::string& title, const LabeledImages& data, const DataSplit& split,
                       const Graph& graph, const std::string& device, const CheckpointMeta& meta);
 
-// make_engine, printing its one-line device notice (if any) as "note: ..." to out.
+// make_engine, printing its one-line device notice (if any) as "note: ..." to out, and another
+// when the device does not compute in the precision asked for (the CPU has no TF32).
 std::unique_ptr<Engine> build_engine(Device device, const Graph& graph, const EngineOptions& eo,
                                      std::ostream& out);
 

@@ -19,12 +19,14 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
   EngineOptions eo;
   eo.batch_size = 256;  // inference only: no dropout state, any batch gives the same result
   eo.seed = ckpt.meta.seed;
+  eo.precision = o.precision;
   auto engine = build_engine(o.device, graph, eo, out);
   engine->set_parameters(ckpt.state.params);
   engine->set_dataset(view(data));
 
   RunReport report = base_report(display_name(data.kind) + " CNN evaluation", data, split, graph,
                                  engine->device_name(), ckpt.meta);
+  report.precision = precision_name(engine->precision());
   const auto t0 = Clock::now();
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   report.eval_seconds = seconds_since(t0);

@@ -17,6 +17,7 @@ struct EvalOptions {
   std::filesystem::path checkpoint;
   DataOptions data;  // dataset defaults to the checkpoint's
   Device device = Device::kAuto;
+  Precision precision = Precision::kFp32;    // as train's --precision
   std::optional<std::filesystem::path> out;  // the report folder; default runs/eval-<timestamp>/
 };
 void run_eval(const EvalOptions& options, std::ostream& out);

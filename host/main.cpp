@@ -26,6 +26,16 @@ void add_device(CLI::App* cmd, std::string& device, const char* fallback) {
       ->capture_default_str();
 }
 
+// TF32 is opt-in: float32 is what the CPU computes and what the GPU tests hold the GPU to.
+void add_precision(CLI::App* cmd, std::string& precision) {
+  precision = "fp32";
+  cmd->add_option("--precision", precision,
+                  "the GEMMs' arithmetic: fp32, or tf32 (CUDA: TF32 tensor cores, 10-bit mantissa "
+                  "products; no effect on the CPU)")
+      ->check(CLI::IsMember({"fp32", "tf32"}))
+      ->capture_default_str();
+}
+
 mg::Device to_device(std::string name) {
   std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
   return kDevices.at(name);  // IsMember has already checked it
@@ -66,8 +76,9 @@ int main(int argc, char** argv) {
                                       "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
                                       "(the classifier dense10 + softmax is appended)")
                         ->default_str(std::string(mg::kSeedModelSpec));
-  std::string train_device, eval_device, predict_device;
+  std::string train_device, eval_device, predict_device, train_precision, eval_precision;
   add_device(train, train_device, "auto");
+  add_precision(train, train_precision);
   train->add_option("--out", out, "the run folder to create (default runs/<timestamp>/; never overwritten)");
   train->add_flag("--augment", train_opt.augment, "random shifts (up to 2 px) and rotations (up to 10 degrees)");
   train->add_option("--resume", resume, "a checkpoint.safetensors to continue from (its settings are kept)")
@@ -115,6 +126,7 @@ int main(int argc, char** argv) {
   add_data(eval, eval_opt.data, eval_data, "mnist or fashion-mnist (default: the checkpoint's)");
   eval->get_option("--dataset")->default_str("");
   add_device(eval, eval_device, "auto");
+  add_precision(eval, eval_precision);
   eval->add_option("--out", eval_out, "the report folder to create (default runs/eval-<timestamp>/)");
 
   mg::PredictOptions predict_opt;
@@ -146,6 +158,7 @@ int main(int argc, char** argv) {
   try {
     if (*train) {
       train_opt.device = to_device(train_device);
+      train_opt.precision = *mg::parse_precision(train_precision);  // IsMember has checked it
       if (!train_data.empty()) train_opt.data.dir = train_data;
       if (*batch_opt) train_opt.batch_size = batch;
       if (*lr_opt) train_opt.lr = lr;
@@ -176,6 +189,7 @@ int main(int argc, char** argv) {
       }
     } else if (*eval) {
       eval_opt.device = to_device(eval_device);
+      eval_opt.precision = *mg::parse_precision(eval_precision);
       eval_opt.checkpoint = eval_ckpt;
       if (!eval->get_option("--dataset")->count()) eval_opt.data.dataset.clear();
       if (!eval_data.empty()) eval_opt.data.dir = eval_data;

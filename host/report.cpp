@@ -174,6 +174,7 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
   j["title"] = r.title;
   j["dataset"] = r.dataset;
   j["device"] = r.device;
+  j["precision"] = r.precision;
   j["model"] = {{"spec", r.spec.empty() ? r.graph->spec().to_string() : r.spec},
                 {"param_count", r.graph->param_count()},
                 {"trainable_params", r.graph->param_count()},
@@ -478,6 +479,7 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
                 format_thousands(static_cast<int64_t>(r.val.size())) + " / " +
                 format_thousands(static_cast<int64_t>(r.test.size()))});
   h += row({"Device", xml_escape(r.device)});
+  h += row({"Precision", xml_escape(r.precision)});
   h += row({"Batch size", std::to_string(r.batch_size)});
   h += row({"Learning rate (Adam)", shortest(r.lr)});
   h += row({"Seed", std::to_string(r.seed)});

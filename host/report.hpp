@@ -37,6 +37,7 @@ struct EpochRecord {
 struct RunReport {
   std::string title = "MNIST CNN training run";
   std::string dataset, device, spec;
+  std::string precision = "fp32";        // the GEMMs' arithmetic: "fp32" or "tf32"
   std::vector<std::string> class_names;  // empty: "0", "1", ... for graph->classes()
   const Graph* graph = nullptr;          // required
   // The whole combined dataset (rows * cols bytes per image, 0 = background); train, val and test

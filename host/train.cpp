@@ -115,6 +115,7 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   eo.adam.lr = meta.lr;
   eo.cuda_graph = o.cuda_graph;
   eo.augment = meta.augment;
+  eo.precision = o.precision;
   auto engine = build_engine(o.device, graph, eo, out);
   engine->set_dataset(view(data));
   std::vector<EpochRecord> history;
@@ -126,8 +127,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   out << "data: " << data.source << " (" << data.count << " images; train " << split.train.size()
       << ", val " << split.val.size() << ", test " << split.test.size() << ")\n";
   out << "model: " << meta.spec << " (" << graph.param_count() << " parameters), device "
-      << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr
-      << (meta.augment.enabled ? ", augmented" : "") << '\n';
+      << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr << ", "
+      << precision_name(engine->precision()) << (meta.augment.enabled ? ", augmented" : "") << '\n';
   out << "output: " << run_dir.string() << '\n';
   if (resuming)
     out << "resuming after epoch " << saved.epochs_done << " from " << o.resume->string() << '\n';
@@ -170,6 +171,7 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   const auto t2 = Clock::now();
   RunReport report = base_report(display_name(kind) + " CNN training run", data, split, graph,
                                  engine->device_name(), meta);
+  report.precision = precision_name(engine->precision());
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   eval_seconds += seconds_since(t2);
   report.history = history;

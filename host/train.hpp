@@ -46,6 +46,7 @@ struct TrainOptions {
   std::optional<uint64_t> seed;       // 42
   std::optional<std::string> model;   // kSeedModelSpec
   Device device = Device::kAuto;
+  Precision precision = Precision::kFp32;  // CUDA: kTf32 for TF32 GEMMs; no effect on the CPU
   bool cuda_graph = true;
   bool augment = false;
   std::optional<std::filesystem::path> out;  // default runs/<timestamp>/

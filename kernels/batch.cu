@@ -21,22 +21,32 @@ __global__ void gather_batch_kernel(const uint8_t* images, const uint8_t* labels
   });
 }
 
-// counters = {step, cursor}, as in engine/network.hpp.
+// counters = {step, cursor}, as in engine/network.hpp. A block per image (strided over the batch,
+// so any grid size works): thread 0 draws the image's transform once, as the CPU does, and the
+// block's threads map the pixels.
 __global__ void gather_augmented_kernel(const uint8_t* images, const uint8_t* labels, int rows,
                                         int cols, const int32_t* order, const int64_t* counters,
                                         int64_t n, AugmentConfig augment, uint64_t seed, float* x,
                                         int32_t* y) {
-  const int64_t step = counters[0];
+  __shared__ AugmentTransform transform;
+  const auto step = static_cast<uint64_t>(counters[0]);
   const int32_t* idx = order + counters[1];
   const int64_t size = static_cast<int64_t>(rows) * cols;
-  for_each_strided(grid_first(), grid_stride(), n * size, [&](int64_t e) {
-    const int64_t i = e / size, p = e % size;
-    const AugmentTransform t = augment_transform(augment, seed, static_cast<uint64_t>(step),
-                                                 static_cast<uint64_t>(i));
-    x[e] = augmented_pixel(images + static_cast<int64_t>(idx[i]) * size, rows, cols, t,
-                           static_cast<int>(p / cols), static_cast<int>(p % cols));
-    if (e < n) y[e] = labels[idx[e]];
-  });
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    if (threadIdx.x == 0) {
+      transform = augment_transform(augment, seed, step, static_cast<uint64_t>(i));
+      y[i] = labels[idx[i]];
+    }
+    __syncthreads();
+    const AugmentTransform t = transform;
+    const uint8_t* src = images + static_cast<int64_t>(idx[i]) * size;
+    float* dst = x + i * size;
+    for_each_strided(threadIdx.x, blockDim.x, size, [&](int64_t p) {
+      dst[p] = augmented_pixel(src, rows, cols, t, static_cast<int>(p / cols),
+                               static_cast<int>(p % cols));
+    });
+    __syncthreads();  // everyone has read transform before thread 0 draws the next image's
+  }
 }
 
 __global__ void end_step_kernel(int64_t* step, int64_t* cursor, int64_t n) {
@@ -77,10 +87,10 @@ void gather_batch_augmented(const uint8_t* images, const uint8_t* labels, int ro
                             const int32_t* order, const int64_t* counters, int64_t n,
                             const AugmentConfig& augment, uint64_t seed, float* x, int32_t* y,
                             cudaStream_t stream) {
-  const int64_t count = n * rows * cols;
-  if (count == 0) return;
-  gather_augmented_kernel<<<grid_for(count), kBlock, 0, stream>>>(images, labels, rows, cols, order,
-                                                                  counters, n, augment, seed, x, y);
+  if (n == 0 || rows == 0 || cols == 0) return;
+  const int blocks = blocks_for(n, 1, cuda::max_grid_blocks());
+  gather_augmented_kernel<<<blocks, kBlock, 0, stream>>>(images, labels, rows, cols, order,
+                                                         counters, n, augment, seed, x, y);
   MG_CHECK_LAUNCH("gather_augmented_kernel");
 }
 

@@ -38,7 +38,11 @@ if "$bin" train --device cpu --data "$data" --model $model --epochs 1 --out "$wo
 grep -q "already exists" "$work/err" || fail "no clear message: $(cat "$work/err")"
 
 echo "== resume: 2 epochs + 2 more == 4 epochs, bit for bit"
-"$bin" train --device cpu --data "$data" --model $model --epochs 4 --out "$work/b" >/dev/null
+# --precision tf32 is accepted on the CPU, said to have no effect, and changes nothing (the
+# checkpoints below are compared byte for byte); metrics.json records what really ran.
+"$bin" train --device cpu --data "$data" --model $model --epochs 4 --out "$work/b" --precision tf32 >"$work/b.log"
+grep -q "note: --precision tf32 has no effect on cpu, which computes in fp32" "$work/b.log" || fail "no note on --precision tf32 on the CPU: $(head -n 5 "$work/b.log")"
+grep -q '"precision": "fp32"' "$work/b/metrics.json" || fail "metrics.json does not record precision fp32"
 "$bin" train --device cpu --data "$data" --epochs 4 --resume "$work/a/checkpoint.safetensors" --out "$work/c" >/dev/null
 cmp "$work/b/checkpoint.safetensors" "$work/c/checkpoint.safetensors" || fail "resumed checkpoint differs"
 [ "$(wc -l < "$work/c/history.csv")" -eq 5 ] || fail "resumed history.csv should carry all 4 epochs"

@@ -111,6 +111,17 @@ TEST_F(Cli, OutputFolderThatCannotBeCreatedIsNamedBeforeAnyWork) {
   EXPECT_EQ(r.out.find("Epoch"), std::string::npos) << "trained before checking the output folder";
 }
 
+TEST_F(Cli, UnknownPrecisionIsRejectedWithTheChoices) {
+  std::ofstream(dir_ / "checkpoint.safetensors") << "not read: the option is refused first";
+  for (const std::string& command :
+       std::vector<std::string>{"train", "eval " + (dir_ / "checkpoint.safetensors").string()}) {
+    const CliResult r = run(command + " --precision bf16");
+    expect_one_line_error(r, "--precision: bf16 not in {fp32,tf32}");
+    EXPECT_EQ(r.exit_code, 2) << command;
+  }
+  EXPECT_NE(run("train --help").out.find("--precision"), std::string::npos);
+}
+
 TEST_F(Cli, UnknownOptionAndBadValuesAreRejected) {
   EXPECT_NE(run("train --no-such-option").exit_code, 0);
   EXPECT_NE(run("train --epochs 0").exit_code, 0);

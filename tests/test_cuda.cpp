@@ -18,14 +18,36 @@
 //   float engine shows against its double engine on the same runs (measured 2026-11-25: gradients
 //   3.7e-7, one step 6.7e-6 and fifty steps 4.7e-5 of the distance travelled, losses 5e-6), so a
 //   GPU within them rounds like float32 and a wrong kernel does not pass.
+// - The augmented gather: exact, since kernels/augment.cuh rounds every operation explicitly.
+// - TF32 (--precision tf32): TF32 keeps 10 of float32's 23 mantissa bits. cuBLAS does not say
+//   whether it rounds or truncates an operand to TF32, so take the worse: each operand is off by
+//   less than 2^-10 of itself, a product by less than 2^-9 + 2^-20 of its magnitude, and adding k
+//   products in float32 (any order, split-K or not, even rounding toward zero) costs at most
+//   k * 2^-23 of the sum of magnitudes. So per element
+//     |gpu - exact| <= (2^-9 + 2^-20 + k * 2^-23) * sum_i |a_i| |b_i|,
+//   a bound that holds for any input, with the sum of magnitudes computed by the double reference
+//   on |A| and |B| (float32 alone: (k + 1) * 2^-23 of it). For large k that worst case grows past
+//   the typical size of a sum of random signs, so each GEMM is also held norm-wise: the rounding
+//   errors are at most 2^-9 per product and partly cancel, so ||gpu - ref|| stays near 2^-10
+//   (1e-3) of ||ref||; 1e-2 is the bound, ten times that, yet a hundred times below a wrong
+//   index. Whole networks chain up to four GEMMs on a gradient's path (dense2, dense1, conv2 dx,
+//   conv1 dW): 2e-2 norm-wise. The simulator computes TF32 in float32, where all of these hold
+//   with room to spare; the first GPU run calibrates them.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -109,6 +131,37 @@ void expect_close_normwise(const std::string& what, const float* gpu, const doub
     norm += ref[i] * ref[i];
   }
   EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm)) << what << " (" << count << " elements)";
+}
+
+// The worst-case error of a TF32 GEMM of inner dimension k, relative to the sum of magnitudes of
+// its products (see the top of this file); and float32's.
+double tf32_factor(int64_t k) {
+  return std::ldexp(1.0, -9) + std::ldexp(1.0, -20) + static_cast<double>(k) * std::ldexp(1.0, -23);
+}
+double fp32_factor(int64_t k) { return static_cast<double>(k + 1) * std::ldexp(1.0, -23); }
+
+// |gpu - ref| <= factor * magnitude per element, and every element finite.
+void expect_within_bound(const std::string& what, const Floats& gpu, const Doubles& ref,
+                         const Doubles& magnitude, double factor) {
+  ASSERT_EQ(gpu.size(), ref.size()) << what;
+  ASSERT_EQ(magnitude.size(), ref.size()) << what;
+  int bad = 0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    const double g = gpu[i], r = ref[i], bound = factor * magnitude[i];
+    if (!std::isfinite(g) || std::abs(g - r) > bound) {
+      if (++bad <= 5) {
+        ADD_FAILURE() << what << "[" << i << "]: gpu " << g << " vs reference " << r << ", |diff| "
+                      << std::abs(g - r) << " > bound " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << gpu.size() << " elements outside the bound";
+}
+
+Doubles magnitudes(const Floats& f) {
+  Doubles d(f.size());
+  for (size_t i = 0; i < f.size(); ++i) d[i] = std::abs(static_cast<double>(f[i]));
+  return d;
 }
 
 Layer conv_layer(int64_t c_in, int64_t h, int64_t w, int64_t c_out, bool relu) {
@@ -502,6 +555,57 @@ TEST_P(CudaOp, GatherAndCountersMatchTheCpuExactly) {
   }
 }
 
+// The augmented gather performs the CPU's very roundings (kernels/augment.cuh), so it must match
+// bit for bit: odd image sizes, a partial batch, a cursor into the order, rotations of a quarter
+// turn and more (the reduction of the angle), and the seed model's batch of 128.
+TEST_P(CudaOp, GatherAugmentedMatchesTheCpuBitForBit) {
+  struct Case {
+    int rows, cols;
+    int64_t samples, n, step, cursor;
+    AugmentConfig augment;
+  };
+  const AugmentConfig keras{true, 2.0f, 10.0f};
+  uint64_t seed = 750;
+  for (const Case& c : {Case{28, 28, 60, 1, 0, 0, keras}, Case{28, 28, 60, 50, 9, 7, keras},
+                        Case{9, 7, 20, 13, 3, 2, AugmentConfig{true, 1.5f, 30.0f}},
+                        Case{5, 6, 10, 10, 1, 0, AugmentConfig{true, 0.5f, 180.0f}},
+                        Case{28, 28, 300, 128, 468, 172, keras}}) {
+    SCOPED_TRACE(std::to_string(c.rows) + "x" + std::to_string(c.cols) + " n=" +
+                 std::to_string(c.n) + " rotation=" + std::to_string(c.augment.max_rotation_deg));
+    const int64_t size = int64_t{c.rows} * c.cols;
+    std::mt19937_64 rng(++seed);
+    std::vector<uint8_t> images(static_cast<size_t>(c.samples * size)),
+        labels(static_cast<size_t>(c.samples));
+    for (auto& b : images) b = static_cast<uint8_t>(rng() % 256);
+    for (auto& b : labels) b = static_cast<uint8_t>(rng() % 10);
+    std::vector<int32_t> order(static_cast<size_t>(c.samples));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    const int64_t counters[kCounterCount] = {c.step, c.cursor};
+    const Shape shape{1, c.rows, c.cols};
+
+    CudaBackend be;
+    auto gimages = device_copy(be, images), glabels = device_copy(be, labels);
+    auto gorder = device_copy(be, order);
+    auto gcounters = device_copy(be, std::vector<int64_t>(counters, counters + kCounterCount));
+    auto gx = poisoned(be, c.n * size);
+    auto gy = device_copy(be, std::vector<int32_t>(static_cast<size_t>(c.n), -1));
+    be.gather_augmented(gimages.data(), glabels.data(), shape, gorder.data(), gcounters.data(), c.n,
+                        c.augment, 42, gx.data(), gy.data());
+    CpuBackend<float> ref;
+    Floats x(static_cast<size_t>(c.n * size)), plain(x.size());
+    std::vector<int32_t> y(static_cast<size_t>(c.n)), y_plain(y.size());
+    ref.gather_augmented(images.data(), labels.data(), shape, order.data(), counters, c.n,
+                         c.augment, 42, x.data(), y.data());
+    const Floats got = host_copy(be, gx.data(), c.n * size);
+    EXPECT_EQ(got, x);
+    EXPECT_EQ(host_copy(be, gy.data(), c.n), y);
+    ref.gather(images.data(), labels.data(), size, order.data(), counters, c.n, plain.data(),
+               y_plain.data());
+    EXPECT_NE(got, plain) << "the images were not transformed";
+  }
+}
+
 TEST_P(CudaOp, EpochShuffleIsEpochOrder) {
   CudaBackend be;
   for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{1000}, int64_t{59500}}) {
@@ -518,7 +622,172 @@ TEST_P(CudaOp, EpochShuffleIsEpochOrder) {
   }
 }
 
+// --- the seed model's shapes, float32 and TF32 ---------------------------------------------------
+
+// The seed model's two convolutions at batch 128, forward and backward (dx included, though the
+// network needs none for the first layer), against the double CPU reference from the same inputs.
+// float32: the op tests' per-element tolerance. TF32: the per-element bound of each GEMM (y:
+// k = 9 c_in products plus the bias; dx: c_out products, then col2im's sums of up to 9; dW:
+// n h w products) and 1e-2 norm-wise; db is a plain sum, the same in both precisions.
+void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
+  SCOPED_TRACE(std::string(precision_name(precision)) + " n=" + std::to_string(c.n) +
+               " c_in=" + std::to_string(c.c_in) + " " + std::to_string(c.h) + "x" +
+               std::to_string(c.w) + " c_out=" + std::to_string(c.c_out));
+  const Layer l = conv_layer(c.c_in, c.h, c.w, c.c_out, /*relu=*/true);
+  const int64_t nx = c.n * c.c_in * c.h * c.w, ny = c.n * c.c_out * c.h * c.w;
+  const int64_t nw = c.c_out * c.c_in * 9, ncol = c.c_in * 9 * c.n * c.h * c.w;
+  const Floats x = random_floats(nx, seed, 0.0, 1.0), w = random_floats(nw, seed + 1, -0.3, 0.3);
+  const Floats b = random_floats(c.c_out, seed + 2, -0.1, 0.1), dy = random_floats(ny, seed + 3);
+
+  CudaBackend be(false, precision);
+  auto gx = device_copy(be, x), gw = device_copy(be, w), gb = device_copy(be, b),
+       gdy = device_copy(be, dy);
+  auto gy = poisoned(be, ny), gcol = poisoned(be, ncol), gtmp = poisoned(be, ny);
+  auto gdx = poisoned(be, nx), gdw = poisoned(be, nw), gdb = poisoned(be, c.c_out);
+  be.conv_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data(), {gcol.data(), gtmp.data()});
+  const Floats y = host_copy(be, gy.data(), ny);
+  be.conv_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(), gdx.data(), gdw.data(),
+                   gdb.data(), {gcol.data(), gtmp.data()});
+  const Floats dx = host_copy(be, gdx.data(), nx), dw = host_copy(be, gdw.data(), nw),
+               db = host_copy(be, gdb.data(), c.c_out);
+
+  CpuBackend<double> ref;
+  Doubles col(static_cast<size_t>(ncol)), tmp(static_cast<size_t>(ny)), yd(tmp.size());
+  Doubles dxd(static_cast<size_t>(nx)), dwd(static_cast<size_t>(nw)),
+      dbd(static_cast<size_t>(c.c_out));
+  const Doubles xd = widen(x), wd = widen(w), bd = widen(b), dyd = widen(dy), y_same = widen(y);
+  ref.conv_forward(l, c.n, xd.data(), wd.data(), bd.data(), yd.data(), {col.data(), tmp.data()});
+  // Backward from the GPU's own y on both sides, so the ReLU masks are the same.
+  ref.conv_backward(l, c.n, xd.data(), wd.data(), y_same.data(), dyd.data(), dxd.data(), dwd.data(),
+                    dbd.data(), {col.data(), tmp.data()});
+  if (precision == Precision::kFp32) {
+    expect_close("conv y", y, yd);
+    expect_close("conv dx", dx, dxd);
+    expect_close("conv dw", dw, dwd);
+    expect_close("conv db", db, dbd);
+    return;
+  }
+  // The sums of magnitudes: the same convolution on |x|, |w| and |dy|, without ReLU or bias.
+  Layer plain = l;
+  plain.relu = false;
+  const Doubles ax = magnitudes(x), aw = magnitudes(w), ady = magnitudes(dy);
+  const Doubles zero_bias(static_cast<size_t>(c.c_out), 0.0);
+  Doubles my(tmp.size()), mdx(dxd.size()), mdw(dwd.size()), mdb(dbd.size());
+  ref.conv_forward(plain, c.n, ax.data(), aw.data(), zero_bias.data(), my.data(),
+                   {col.data(), tmp.data()});
+  ref.conv_backward(plain, c.n, ax.data(), aw.data(), my.data(), ady.data(), mdx.data(), mdw.data(),
+                    mdb.data(), {col.data(), tmp.data()});
+  const int64_t hw = c.h * c.w;
+  for (int64_t i = 0; i < ny; ++i)
+    my[static_cast<size_t>(i)] += std::abs(bd[static_cast<size_t>((i / hw) % c.c_out)]);
+  expect_within_bound("tf32 conv y", y, yd, my, tf32_factor(9 * c.c_in + 2));
+  expect_within_bound("tf32 conv dx", dx, dxd, mdx, tf32_factor(c.c_out + 9));
+  expect_within_bound("tf32 conv dw", dw, dwd, mdw, tf32_factor(c.n * hw));
+  expect_close_normwise("tf32 conv y", y.data(), yd.data(), ny, 1e-2);
+  expect_close_normwise("tf32 conv dx", dx.data(), dxd.data(), nx, 1e-2);
+  expect_close_normwise("tf32 conv dw", dw.data(), dwd.data(), nw, 1e-2);
+  expect_close("tf32 conv db", db, dbd);
+}
+
+const ConvCase kSeedConvs[] = {{128, 1, 28, 28, 32}, {128, 32, 14, 14, 64}};
+
+TEST_F(Cuda, ConvAtTheSeedModelsShapesMatchesTheCpu) {
+  uint64_t seed = 1000;
+  for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kFp32, seed += 10);
+}
+
+TEST_F(Cuda, Tf32ConvAtTheSeedModelsShapesStaysWithinTheTf32Bound) {
+  uint64_t seed = 1100;
+  for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kTf32, seed += 10);
+}
+
+// The math mode each precision sets, and one GEMM per transpose and inner dimension (from 7 to
+// the dense layer's 3136) within its precision's bound, element by element and norm-wise. How
+// many TF32 results differ from float32's is reported, not asserted: on a GPU nearly all do; the
+// simulator computes TF32 in float32.
+TEST_F(Cuda, Tf32GemmStaysWithinTheTf32BoundAndFp32WithinFp32s) {
+  CudaBackend fp32(false, Precision::kFp32), tf32(false, Precision::kTf32);
+  EXPECT_EQ(fp32.precision(), Precision::kFp32);
+  EXPECT_EQ(tf32.precision(), Precision::kTf32);
+  cublasMath_t mode{};
+  CUBLAS_CHECK(cublasGetMathMode(fp32.cublas(), &mode));
+  EXPECT_EQ(mode, CUBLAS_DEFAULT_MATH);
+  CUBLAS_CHECK(cublasGetMathMode(tf32.cublas(), &mode));
+  EXPECT_EQ(mode, CUBLAS_TF32_TENSOR_OP_MATH);
+  const int64_t m = 37, n = 45;
+  int64_t differ = 0, total = 0;
+  uint64_t seed = 1200;
+  for (const int64_t k : {int64_t{7}, int64_t{64}, int64_t{300}, int64_t{3136}}) {
+    for (const bool ta : {false, true}) {
+      for (const bool tb : {false, true}) {
+        SCOPED_TRACE("k=" + std::to_string(k) + " ta=" + std::to_string(ta) +
+                     " tb=" + std::to_string(tb));
+        const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        const Floats a = random_floats(m * k, ++seed), b = random_floats(k * n, ++seed);
+        Doubles ref(static_cast<size_t>(m * n)), mag(ref.size());
+        const Doubles ad = widen(a), bd = widen(b), aa = magnitudes(a), ab = magnitudes(b);
+        cpu::gemm(ta, tb, m, n, k, 1.0, ad.data(), lda, bd.data(), ldb, 0.0, ref.data(), n);
+        cpu::gemm(ta, tb, m, n, k, 1.0, aa.data(), lda, ab.data(), ldb, 0.0, mag.data(), n);
+        Floats results[2];
+        for (CudaBackend* be : {&fp32, &tf32}) {
+          auto ga = device_copy(*be, a), gb = device_copy(*be, b);
+          auto gc = poisoned(*be, m * n);
+          kern::gemm_row_major(be->cublas(), be->stream(), ta, tb, m, n, k, 1.0f, ga.data(), lda,
+                               gb.data(), ldb, 0.0f, gc.data(), n);
+          results[be == &tf32] = host_copy(*be, gc.data(), m * n);
+        }
+        expect_within_bound("fp32 gemm", results[0], ref, mag, fp32_factor(k));
+        expect_within_bound("tf32 gemm", results[1], ref, mag, tf32_factor(k));
+        expect_close_normwise("tf32 gemm", results[1].data(), ref.data(), m * n, 1e-2);
+        for (size_t i = 0; i < ref.size(); ++i) differ += results[0][i] != results[1][i];
+        total += m * n;
+      }
+    }
+  }
+  RecordProperty("tf32_results_differing_from_fp32",
+                 std::to_string(differ) + " of " + std::to_string(total));
+  std::cout << "[ TF32     ] " << differ << " of " << total
+            << " GEMM results differ from float32's (a GPU: nearly all; the simulator: none)\n";
+}
+
 // --- plumbing ------------------------------------------------------------------------------------
+
+// No cold work inside a capture: the first step of each batch size runs eagerly, the second is
+// captured (and launched), later ones replay the graph. An allocation retires the graphs but not
+// the warm-up: the next call captures again at once.
+TEST_F(Cuda, TheFirstStepOfABatchSizeRunsEagerlyTheSecondIsCaptured) {
+  CudaBackend be(/*use_graphs=*/true);
+  if (!be.uses_graphs()) GTEST_SKIP() << "graph capture is off here (MNIST_GPU_SYNC_DEBUG=1)";
+  auto counters = be.alloc<int64_t>(kCounterCount);
+  int calls = 0;
+  auto step = [&] {
+    ++calls;
+    be.end_step(counters.data(), 8);
+  };
+  auto steps_done = [&] { return host_copy(be, counters.data(), kCounterCount)[kStepCounter]; };
+  be.run_step(8, step);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(be.captured_graphs(), 0u) << "the first step of a batch size must run eagerly";
+  EXPECT_EQ(be.warmed_up_batches(), 1u);
+  EXPECT_EQ(steps_done(), 1);
+  be.run_step(8, step);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(be.captured_graphs(), 1u);
+  EXPECT_EQ(steps_done(), 2) << "the captured graph is launched at once";
+  be.run_step(8, step);
+  EXPECT_EQ(calls, 2) << "a replay does not call the step function";
+  EXPECT_EQ(steps_done(), 3);
+  be.run_step(5, step);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(be.captured_graphs(), 1u) << "a new batch size warms up eagerly first";
+  EXPECT_EQ(steps_done(), 4);
+  auto more = be.alloc<float>(16);
+  be.run_step(8, step);
+  EXPECT_EQ(calls, 4) << "after an allocation the step is captured again, without a warm-up";
+  EXPECT_EQ(be.captured_graphs(), 1u);
+  EXPECT_EQ(be.warmed_up_batches(), 2u);
+  EXPECT_EQ(steps_done(), 5);
+}
 
 TEST_F(Cuda, DeviceBuffersAreZeroFilledAndMovable) {
   CudaBackend be;
@@ -601,11 +870,11 @@ CudaBackend& backend_of(Engine& e) {
   return dynamic_cast<BasicEngine<CudaBackend>&>(e).network().backend();
 }
 
-// Forward, loss and backward of the seed model on the GPU against the double CPU network from the
-// same parameters and batch, dropout on. Norm-wise per tensor: logits and every gradient tensor
-// within 1e-5 (the CPU's float network: 3.7e-7; a rounding that flips one ReLU or pooling choice
-// near a tie moves one term of a sum of thousands; a wrong index or a missing term: far above).
-TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
+// Forward, loss and backward of the seed model at batch n on the GPU against the double CPU
+// network from the same parameters and batch, dropout on: logits, every gradient tensor and the
+// loss within rtol norm-wise.
+void expect_network_step_close(int64_t n, Precision precision, double rtol) {
+  SCOPED_TRACE("batch " + std::to_string(n) + ", " + precision_name(precision));
   const Graph g = Graph::build(ModelSpec::seed());
   const int64_t p = g.param_count();
   Floats params(static_cast<size_t>(p));
@@ -614,47 +883,61 @@ TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
     for (int64_t i = 0; i < l.bias_size; ++i)
       params[static_cast<size_t>(l.bias_offset + i)] =
           0.05f * static_cast<float>(std::cos(double(i)));
-  for (const int64_t n : {int64_t{1}, int64_t{3}}) {
-    SCOPED_TRACE("batch " + std::to_string(n));
-    const Floats x = random_floats(n * 784, 900 + static_cast<uint64_t>(n), 0.0, 1.0);
-    std::vector<int32_t> labels(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i)
-      labels[static_cast<size_t>(i)] = static_cast<int32_t>((3 * i + 1) % 10);
-    const int64_t counters[kCounterCount] = {5, 0};
+  const Floats x = random_floats(n * 784, 900 + static_cast<uint64_t>(n), 0.0, 1.0);
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    labels[static_cast<size_t>(i)] = static_cast<int32_t>((3 * i + 1) % 10);
+  const int64_t counters[kCounterCount] = {5, 0};
 
-    CudaBackend be;
-    Network<CudaBackend> net(be, g, 4, 42);
-    be.upload(net.params(), params.data(), p);
-    be.upload(net.input(), x.data(), n * 784);
-    be.upload(net.labels(), labels.data(), n);
-    be.upload(net.counters(), counters, kCounterCount);
-    net.forward(n, true);
-    net.loss(n);
-    net.backward(n);
-    const Floats logits = host_copy(be, net.logits(), n * 10),
-                 grads = host_copy(be, net.grads(), p);
+  CudaBackend be(false, precision);
+  Network<CudaBackend> net(be, g, n, 42);
+  be.upload(net.params(), params.data(), p);
+  be.upload(net.input(), x.data(), n * 784);
+  be.upload(net.labels(), labels.data(), n);
+  be.upload(net.counters(), counters, kCounterCount);
+  net.forward(n, true);
+  net.loss(n);
+  net.backward(n);
+  const Floats logits = host_copy(be, net.logits(), n * 10), grads = host_copy(be, net.grads(), p);
 
-    CpuBackend<double> cb;
-    Network<CpuBackend<double>> ref(cb, g, 4, 42);
-    std::copy(params.begin(), params.end(), ref.params());
-    std::copy(x.begin(), x.end(), ref.input());
-    std::copy(labels.begin(), labels.end(), ref.labels());
-    std::copy(counters, counters + kCounterCount, ref.counters());
-    ref.forward(n, true);
-    ref.loss(n);
-    ref.backward(n);
-    expect_close_normwise("logits", logits.data(), ref.logits(), n * 10, 1e-5);
-    for (const Layer& l : g.layers()) {
-      if (!l.has_params()) continue;
-      expect_close_normwise(l.name + " weight grad", grads.data() + l.weight_offset,
-                            ref.grads() + l.weight_offset, l.weight_size, 1e-5);
-      expect_close_normwise(l.name + " bias grad", grads.data() + l.bias_offset,
-                            ref.grads() + l.bias_offset, l.bias_size, 1e-5);
-    }
-    const std::vector<double> sums = host_copy(be, net.metric_sums(), kMetricCount);
-    EXPECT_NEAR(sums[kLossSum], ref.metric_sums()[kLossSum], 1e-5 * ref.metric_sums()[kLossSum]);
-    EXPECT_EQ(sums[kSampleSum], static_cast<double>(n));
+  CpuBackend<double> cb;
+  Network<CpuBackend<double>> ref(cb, g, n, 42);
+  std::copy(params.begin(), params.end(), ref.params());
+  std::copy(x.begin(), x.end(), ref.input());
+  std::copy(labels.begin(), labels.end(), ref.labels());
+  std::copy(counters, counters + kCounterCount, ref.counters());
+  ref.forward(n, true);
+  ref.loss(n);
+  ref.backward(n);
+  expect_close_normwise("logits", logits.data(), ref.logits(), n * 10, rtol);
+  for (const Layer& l : g.layers()) {
+    if (!l.has_params()) continue;
+    expect_close_normwise(l.name + " weight grad", grads.data() + l.weight_offset,
+                          ref.grads() + l.weight_offset, l.weight_size, rtol);
+    expect_close_normwise(l.name + " bias grad", grads.data() + l.bias_offset,
+                          ref.grads() + l.bias_offset, l.bias_size, rtol);
   }
+  const std::vector<double> sums = host_copy(be, net.metric_sums(), kMetricCount);
+  EXPECT_NEAR(sums[kLossSum], ref.metric_sums()[kLossSum], rtol * ref.metric_sums()[kLossSum]);
+  EXPECT_EQ(sums[kSampleSum], static_cast<double>(n));
+}
+
+// Norm-wise within 1e-5 per tensor (the CPU's float network: 3.7e-7; a rounding that flips one
+// ReLU or pooling choice near a tie moves one term of a sum of thousands; a wrong index or a
+// missing term: far above).
+TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
+  for (const int64_t n : {int64_t{1}, int64_t{3}})
+    expect_network_step_close(n, Precision::kFp32, 1e-5);
+}
+
+// The seed model's batch: 128 images through every kernel at its production shape.
+TEST_F(Cuda, NetworkStepAtBatch128MatchesTheCpu) {
+  expect_network_step_close(128, Precision::kFp32, 1e-5);
+}
+
+// TF32: up to four GEMMs on a gradient's path, each within 1e-2 norm-wise: 2e-2 (top of file).
+TEST_F(Cuda, Tf32NetworkStepAtBatch128StaysCloseToTheCpu) {
+  expect_network_step_close(128, Precision::kTf32, 2e-2);
 }
 
 // ||a - b|| for two parameter vectors.
@@ -711,6 +994,100 @@ TEST_F(Cuda, FiftyTrainingStepsStayCloseToTheCpuEngine) {
   EXPECT_LE(distance(pg, pc), 0.01 * distance(pc, p0));
   const Metrics eg = gpu->evaluate(test_idx, nullptr), ec = cpu->evaluate(test_idx, nullptr);
   EXPECT_NEAR(eg.loss, ec.loss, 1e-2 * ec.loss + 1e-4);
+  EXPECT_GT(eg.accuracy, 0.9) << "the task is easy: 50 steps learn it";
+}
+
+// The seed protocol's batch of 128 through the whole engine (gather, step, Adam), as
+// OneTrainingStepMatchesTheCpuEngine with its tolerances.
+TEST_F(Cuda, OneTrainingStepAtBatch128MatchesTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(128);
+  EngineOptions opt;
+  opt.seed = 17;
+  ASSERT_EQ(opt.batch_size, 128);
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  const Floats p0 = cpu->parameters();
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto idx = iota_indices(0, 128);
+  const Metrics mg = gpu->train_epoch(idx, 0), mc = cpu->train_epoch(idx, 0);
+  EXPECT_EQ(gpu->step(), 1);
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
+  EXPECT_EQ(mg.count, 128);
+  const Floats pg = gpu->parameters(), pc = cpu->parameters();
+  EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
+}
+
+// eval's softmax probabilities (what the confusion matrix and the report are made of), GPU
+// against the CPU engine on the same trained weights, with a partial last batch. Both compute in
+// float32: logits agree to ~1e-6 of their size (see the network tests), which moves a probability
+// by at most a few 1e-6; 1e-4 per probability leaves room, yet a wrong row or class is far above.
+TEST_F(Cuda, EvaluateProbabilitiesMatchTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(800);
+  EngineOptions opt;
+  opt.batch_size = 64;
+  opt.seed = 23;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  gpu->train_epoch(iota_indices(0, 600), 0);
+  cpu->set_parameters(gpu->parameters());
+  const auto test_idx = iota_indices(600, 200);  // 3 batches of 64 and one of 8
+  std::vector<float> pg, pc;
+  const Metrics mg = gpu->evaluate(test_idx, &pg), mc = cpu->evaluate(test_idx, &pc);
+  ASSERT_EQ(pg.size(), size_t{200 * 10});
+  ASSERT_EQ(pc.size(), pg.size());
+  int bad = 0;
+  for (size_t i = 0; i < pg.size(); ++i) {
+    if (!(std::abs(pg[i] - pc[i]) <= 1e-4f) && ++bad <= 5)
+      ADD_FAILURE() << "probs[" << i / 10 << "][" << i % 10 << "]: gpu " << pg[i] << " vs cpu "
+                    << pc[i];
+  }
+  EXPECT_EQ(bad, 0);
+  for (size_t r = 0; r < 200; ++r) {
+    double sum = 0;
+    for (size_t k = 0; k < 10; ++k) sum += pg[r * 10 + k];
+    EXPECT_NEAR(sum, 1.0, 1e-5) << "row " << r;
+  }
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-4 * mc.loss + 1e-7);
+  EXPECT_NEAR(mg.accuracy, mc.accuracy, 1.0 / 200 + 1e-12);
+  EXPECT_EQ(mg.count, 200);
+  EXPECT_GT(mg.accuracy, 0.8) << "an epoch learns the quadrants";
+}
+
+// --precision tf32 through the engine: the backend's math mode, the engine's report of it, and
+// fifty steps that learn as the float32 CPU engine does. TF32 moves every gradient by ~1e-3 of
+// its size, so the runs part ways faster than float32's do; their losses and accuracies stay
+// close (5e-2 and 2e-2; float32 against double: 5e-6): a reasoned guess the first GPU run
+// calibrates, while a broken GEMM neither learns nor lands near the CPU's loss.
+TEST_F(Cuda, Tf32TrainingLearnsLikeTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(2000);
+  EngineOptions opt;
+  opt.batch_size = 32;
+  opt.seed = 11;
+  auto fp32 = make_cuda_engine(g, opt);
+  EXPECT_EQ(fp32->precision(), Precision::kFp32);
+  opt.precision = Precision::kTf32;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  EXPECT_EQ(gpu->precision(), Precision::kTf32);
+  EXPECT_EQ(cpu->precision(), Precision::kFp32) << "the CPU has no TF32";
+  cublasMath_t mode{};
+  CUBLAS_CHECK(cublasGetMathMode(backend_of(*gpu).cublas(), &mode));
+  EXPECT_EQ(mode, CUBLAS_TF32_TENSOR_OP_MATH);
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto train = iota_indices(0, 1600), test_idx = iota_indices(1600, 400);
+  const Metrics mg = gpu->train_epoch(train, 0), mc = cpu->train_epoch(train, 0);
+  EXPECT_EQ(gpu->step(), 50);
+  EXPECT_NEAR(mg.loss, mc.loss, 5e-2 * mc.loss);
+  EXPECT_NEAR(mg.accuracy, mc.accuracy, 2e-2);
+  const Metrics eg = gpu->evaluate(test_idx, nullptr), ec = cpu->evaluate(test_idx, nullptr);
+  EXPECT_NEAR(eg.accuracy, ec.accuracy, 2e-2);
   EXPECT_GT(eg.accuracy, 0.9) << "the task is easy: 50 steps learn it";
 }
 
@@ -783,6 +1160,76 @@ TEST_F(Cuda, TrainingStateRoundTripsExactly) {
   resumed->train_epoch(train, 1);
   EXPECT_EQ(resumed->step(), straight->step());
   EXPECT_EQ(resumed->parameters(), straight->parameters());
+}
+
+// --- the program, in a fresh process -------------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+void write_idx(const fs::path& file, const std::vector<uint32_t>& dims, const uint8_t* data,
+               size_t bytes) {
+  std::string header{'\0', '\0', '\x08', static_cast<char>(dims.size())};
+  for (const uint32_t d : dims) {
+    for (int shift = 24; shift >= 0; shift -= 8) header += static_cast<char>((d >> shift) & 0xFF);
+  }
+  std::ofstream out(file, std::ios::binary);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  ASSERT_TRUE(out.good()) << file;
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// `mnist_gpu train --device cuda` as a user runs it: a fresh process, so the first graph capture
+// meets cold kernels and a cold cuBLAS (lazy loading on, as is CUDA's default), on the seed model
+// over a small set (350 training images: 5 batches of 64 and one of 30, twice), with graphs and
+// without. Both must succeed and agree bit for bit: the checkpoints (weights and Adam moments)
+// and history.csv (every loss and accuracy, to the last digit).
+TEST_F(Cuda, TrainsInAFreshProcessWithAndWithoutGraphsAlike) {
+  const fs::path binary = MNIST_GPU_BINARY;
+  ASSERT_TRUE(fs::exists(binary)) << binary << " is missing: build the mnist_gpu target";
+  const fs::path dir =
+      fs::temp_directory_path() / ("mg_cuda_fresh_process_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "data");
+  const QuadrantData data(500);  // the "training file" 400 images, the "test file" 100
+  write_idx(dir / "data/train-images-idx3-ubyte", {400, 28, 28}, data.images.data(), 400 * 784);
+  write_idx(dir / "data/train-labels-idx1-ubyte", {400}, data.labels.data(), 400);
+  write_idx(dir / "data/t10k-images-idx3-ubyte", {100, 28, 28}, data.images.data() + 400 * 784,
+            100 * 784);
+  write_idx(dir / "data/t10k-labels-idx1-ubyte", {100}, data.labels.data() + 400, 100);
+  auto train = [&](const std::string& name, const std::string& extra) {
+    const fs::path log = dir / (name + ".log");
+    const std::string cmd = "CUDA_MODULE_LOADING=LAZY " + binary.string() +
+                            " train --device cuda --no-download --data " + (dir / "data").string() +
+                            " --epochs 2 --batch-size 64 --out " + (dir / name).string() + " " +
+                            extra + " >" + log.string() + " 2>&1 </dev/null";
+    const int status = std::system(cmd.c_str());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << ": " << cmd << "\n"
+                                                               << read_text(log);
+    return read_text(log);
+  };
+  const std::string graph_log = train("graph", ""), eager_log = train("eager", "--no-cuda-graph");
+  for (const std::string* log : {&graph_log, &eager_log}) {
+    EXPECT_NE(log->find("device cuda:0 "), std::string::npos) << *log;
+    EXPECT_NE(log->find(", fp32"), std::string::npos) << *log;
+    EXPECT_NE(log->find("\ntest: loss="), std::string::npos) << *log;
+  }
+  const std::string ckpt = read_text(dir / "graph/checkpoint.safetensors");
+  EXPECT_GT(ckpt.size(), size_t{421642 * 4 * 3}) << "weights and both Adam moments";
+  EXPECT_TRUE(ckpt == read_text(dir / "eager/checkpoint.safetensors"))
+      << "graph replay and eager launches must train alike, bit for bit";
+  const std::string history = read_text(dir / "graph/history.csv");
+  EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
+  EXPECT_EQ(history, read_text(dir / "eager/history.csv"));
+  EXPECT_NE(read_text(dir / "graph/metrics.json").find("\"precision\": \"fp32\""),
+            std::string::npos);
+  if (!HasFailure()) fs::remove_all(dir);
 }
 
 // --- errors and cuda_usable() (no GPU needed) ----------------------------------------------------

@@ -6,9 +6,16 @@ mnist_gpu's seed model, so epoch times and accuracies can be compared like for l
 
     /usr/bin/python3 tools/torch_peer.py --epochs 1
     python3 tools/torch_peer.py --device cuda --epochs 5 --compile --json peer.json
+    python3 tools/torch_peer.py --device cuda --compile --compile-mode reduce-overhead
 
 Runs on PyTorch 1.13 (Debian) and 2.x. --compile needs torch.compile (2.x); without it the
 model runs eagerly and the JSON says compiled=false.
+
+--precision (fp32, the default, or tf32) sets PyTorch's TF32 switches for both the matmuls and
+cuDNN's convolutions, explicitly: PyTorch's own default on Ampere and later GPUs is TF32 for
+convolutions and float32 for matmuls, so a comparison must say which it ran. mnist_gpu's
+--precision means the same (its GEMMs, the convolutions' included). The switches are printed
+and written to the JSON.
 """
 import argparse
 import gzip
@@ -108,6 +115,33 @@ def build_model():
     return model
 
 
+# --- precision -----------------------------------------------------------------------------------
+
+def set_precision(precision):
+    """Sets the TF32 switches of matmuls and cuDNN convolutions to `precision` ("fp32" or
+    "tf32") and returns how they read back. PyTorch 2.9 and later have fp32_precision ("ieee" or
+    "tf32") and refuse to mix it with the older allow_tf32 flags, which are all earlier ones have."""
+    def has(obj, name):  # torch 1.13's backend modules raise AssertionError for unknown names
+        try:
+            getattr(obj, name)
+            return True
+        except (AttributeError, AssertionError):
+            return False
+
+    tf32 = precision == "tf32"
+    matmul = torch.backends.cuda.matmul
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if has(matmul, "fp32_precision") and has(conv, "fp32_precision"):
+        matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        conv.fp32_precision = "tf32" if tf32 else "ieee"
+        return (f"torch.backends.cuda.matmul.fp32_precision={matmul.fp32_precision}, "
+                f"torch.backends.cudnn.conv.fp32_precision={conv.fp32_precision}")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    return (f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+            f"torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}")
+
+
 # --- training ------------------------------------------------------------------------------------
 
 class Runner:
@@ -188,6 +222,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model, if available")
+    ap.add_argument("--compile-mode", default=None,
+                    choices=("default", "reduce-overhead", "max-autotune",
+                             "max-autotune-no-cudagraphs"),
+                    help="torch.compile's mode (reduce-overhead: CUDA graphs; max-autotune also "
+                         "tries many kernel configurations, which takes minutes)")
+    ap.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
+                    help="float32 matmuls and convolutions, or TF32 for both (GPU only)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--eval-batch-size", type=int, default=None,
                     help="validation/test batch (default: --batch-size, as Keras' fit validates)")
@@ -204,6 +245,10 @@ def main():
         sys.exit("torch_peer: --device cuda but torch.cuda.is_available() is False")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
+    precision_flags = set_precision(args.precision)
+    if args.device == "cpu":
+        precision_flags += " (TF32 does not apply on the CPU: float32)"
+    print(f"precision: {args.precision} ({precision_flags})")
 
     t0 = time.perf_counter()
     x_all, y_all = load_mnist(args.data)
@@ -226,7 +271,8 @@ def main():
     compiled = False
     if args.compile:
         if hasattr(torch, "compile"):
-            fwd = torch.compile(model)
+            mode = None if args.compile_mode in (None, "default") else args.compile_mode
+            fwd = torch.compile(model, mode=mode)
             compiled = True
         else:
             print(f"torch_peer: torch {torch.__version__} has no torch.compile; running eagerly")
@@ -275,7 +321,10 @@ def main():
             threads=torch.get_num_threads(), epochs=args.epochs, batch_size=args.batch_size,
             seed=args.seed, split=split_how,
             sizes=dict(train=len(train_idx), val=n_val, test=n_test),
-            compiled=compiled, compile_seconds=warmup_seconds if compiled else None,
+            compiled=compiled, compile_mode=(args.compile_mode or "default") if compiled else None,
+            compile_seconds=warmup_seconds if compiled else None,
+            precision=args.precision if args.device == "cuda" else "fp32",
+            precision_flags=precision_flags,
             warmup_seconds=warmup_seconds, load_seconds=load_seconds,
             epoch_seconds_mean_steady=mean_epoch, epoch_seconds_best=min(times),
             history=history, test_loss=test_loss, test_accuracy=test_acc)
