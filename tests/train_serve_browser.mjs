@@ -17,13 +17,16 @@ if (!fs.existsSync(path.join(dataDir, 't10k-labels-idx1-ubyte')) &&
 if (!fs.existsSync('/usr/bin/chromium')) skip('/usr/bin/chromium is not installed (apt-get install chromium)');
 const [playwright] = nodePackages('playwright-core');
 
+// Epochs of a few seconds each (a conv layer at batch 128), so that the page, which polls once a
+// second, shows the run between epochs on a fast machine too; a dense-only model trains an epoch
+// in a fraction of a second and could finish between two polls.
 const EPOCHS = 3;
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
 const runDir = path.join(work, 'run');
 const server = await startProcess(bin, [
-  'train', '--serve', '0', '--device', 'cpu', '--data', dataDir, '--model', 'dense16',
-  '--epochs', String(EPOCHS), '--batch-size', '512', '--lr', '0.003', '--out', runDir,
+  'train', '--serve', '0', '--device', 'cpu', '--data', dataDir, '--model', 'conv32,pool,flatten,dense16',
+  '--epochs', String(EPOCHS), '--out', runDir,
 ], /live view: (http:\/\/127\.0\.0\.1:\d+\/)/);
 console.log(`live view: ${server.url}`);
 
@@ -64,11 +67,13 @@ try {
   }, 900000, 250);
   ok(done, 'the run is shown as done');
   const points = [...seen.points].sort((a, b) => a - b);
-  // Two series (training, validation): 2 points per epoch, seen growing 0, 2, 4, 6.
-  ok(points.includes(2) && points.includes(4) && points.includes(2 * EPOCHS),
+  // Two series (training, validation): 2 points per epoch, seen growing from 0 through at least
+  // one epoch's worth before the last (2 or 4) to all 6.
+  ok(points.some((n) => n > 0 && n < 2 * EPOCHS && n % 2 === 0) && points.includes(2 * EPOCHS),
      `the accuracy curves grew epoch by epoch (points seen: ${points.join(', ')})`);
-  ok(seen.epochTexts.has(`epoch 2/${EPOCHS}`), `epoch progress shown (${[...seen.epochTexts].join(', ')})`);
-  ok([...seen.steps].some((s) => /^step \d+\/96$/.test(s)), `step progress shown (${[...seen.steps].slice(0, 4).join(', ')}, ...)`);
+  ok([...seen.epochTexts].some((t) => new RegExp(`^epoch [12]/${EPOCHS}$`).test(t)),
+     `epoch progress shown (${[...seen.epochTexts].join(', ')})`);
+  ok([...seen.steps].some((s) => /^step \d+\/383$/.test(s)), `step progress shown (${[...seen.steps].slice(0, 4).join(', ')}, ...)`);
   ok(seen.speeds.length > 0 && Math.max(...seen.speeds) > 100, `images/s shown (up to ${Math.max(0, ...seen.speeds)})`);
   ok([...seen.devices].some((d) => /cpu/i.test(d)), `the device shown (${[...seen.devices].filter((d) => d !== '–').join(', ')})`);
   ok(/%$/.test(await page.textContent('#stat-test')), `the test accuracy shown: ${await page.textContent('#stat-test')}`);
