@@ -85,7 +85,7 @@ void read_metrics(const fs::path& file, RunSummary& r) {
     fail(file, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) fail(file, "not a JSON object");
-  r.dataset = text(j, "dataset", file);
+  r.data_source = text(j, "dataset", file);  // where the images came from
   r.device = text(j, "device", file);
   const json& model = field(j, "model", file);
   r.spec = text(model, "spec", file, "model.");
@@ -275,8 +275,7 @@ td.top { color: var(--best); font-weight: 650; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px;
           vertical-align: -1px; }
 .mark { color: var(--best); font-weight: 700; margin-left: 6px; }
-code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px;
-       overflow-wrap: anywhere; }
+code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; }
 footer { color: var(--muted); font-size: 13px; margin-top: 18px; text-align: center; }
 )css";
 
@@ -288,6 +287,13 @@ std::string inline_svg(const std::string& svg) {
 std::string figure(const std::string& svg, const std::string& file, const std::string& caption) {
   return "<figure>" + inline_svg(svg) + "<figcaption>" + caption + " (<a href=\"" + file + "\">" +
          file + "</a>)</figcaption></figure>\n";
+}
+
+// Line breaks after commas only.
+std::string spec_html(const std::string& spec) {
+  std::string out;
+  for (const char c : xml_escape(spec)) out += c == ',' ? std::string(",<wbr>") : std::string(1, c);
+  return out;
 }
 
 std::string swatch(size_t run) {
@@ -322,7 +328,7 @@ std::string compare_html(const std::vector<RunSummary>& runs, const std::vector<
     h += std::string(rank == 0 ? "<tr class=\"best\">" : "<tr>") + "<td>" +
          std::to_string(rank + 1) + "</td><td class=\"left\">" + swatch(i) + xml_escape(r.name) +
          (rank == 0 ? "<span class=\"mark\">&#9733; best</span>" : "") +
-         "</td><td class=\"left\"><code>" + xml_escape(r.spec) + "</code></td><td>" +
+         "</td><td class=\"left\"><code>" + spec_html(r.spec) + "</code></td><td>" +
          format_thousands(r.param_count) + "</td><td class=\"left\">" +
          xml_escape(augment_text(r)) + "</td><td>" + std::to_string(r.history.size()) +
          "</td><td>" + percent(r.history[be].val_accuracy) + " (" + std::to_string(be + 1) +
@@ -458,10 +464,7 @@ RunSummary read_run(const fs::path& dir) {
     fail(ckpt, "its model " + c.meta.spec + " is not metrics.json's " + r.spec +
                    " (files of different runs?)");
   }
-  if (c.meta.dataset != r.dataset) {
-    fail(ckpt, "its dataset " + c.meta.dataset + " is not metrics.json's " + r.dataset +
-                   " (files of different runs?)");
-  }
+  r.dataset = c.meta.dataset;
   if (static_cast<size_t>(c.meta.classes) != r.class_names.size()) {
     fail(ckpt, "its " + std::to_string(c.meta.classes) + " classes are not metrics.json's " +
                    std::to_string(r.class_names.size()));

@@ -25,7 +25,9 @@ class CompareError : public std::runtime_error {
 struct RunSummary {
   std::filesystem::path dir;
   std::string name;  // the folder's name, or its path where two runs share a name
-  std::string spec, dataset, device;
+  std::string spec, device;
+  std::string dataset;      // the checkpoint's: "mnist" or "fashion-mnist"
+  std::string data_source;  // metrics.json's "dataset": the files the run read
   int64_t param_count = 0;
   bool augment = false;
   double max_shift = 0, max_rotation_deg = 0;  // with augment

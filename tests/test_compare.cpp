@@ -92,7 +92,7 @@ fs::path make_run(const fs::path& dir, const FakeRun& f) {
     cm.push_back(row);
   }
   nlohmann::json j = {
-      {"dataset", f.dataset},
+      {"dataset", "/data/" + f.dataset + " (IDX files)"},
       {"device", "cpu (test)"},
       {"model", {{"spec", g.spec().to_string()}, {"param_count", g.param_count()}}},
       {"epochs", f.epochs},
@@ -176,6 +176,8 @@ TEST(CompareRun, ReadsWhatTrainWrites) {
   EXPECT_EQ(r.f1.size(), 10u);
   EXPECT_EQ(r.confusion.size(), 10u);
   EXPECT_EQ(r.device, "cpu (test)");
+  EXPECT_EQ(r.dataset, "mnist");
+  EXPECT_EQ(r.data_source, "/data/mnist (IDX files)");
 }
 
 TEST(CompareRun, NotARunFolderIsNamed) {
