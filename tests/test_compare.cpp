@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/model_spec.hpp"
+#include "host/charts.hpp"
 #include "host/checkpoint.hpp"
 #include "host/compare.hpp"
 
@@ -311,6 +312,67 @@ TEST(CompareRuns, ThirteenRunsTwelveColours) {
   EXPECT_NE(loss.find("stroke-dasharray"), std::string::npos);  // the 13th run: dashed
   for (int i = 0; i < 13; ++i)
     EXPECT_NE(loss.find("run" + std::to_string(i) + ": "), std::string::npos);
+}
+
+// The chart options compare needs, on their own.
+double svg_height(const std::string& svg) {
+  const size_t at = svg.find("height=\"");
+  return std::stod(svg.substr(at + 8));
+}
+
+TEST(CompareCharts, LongLegendsWrapAndPushThePlotDown) {
+  auto chart = [](int series) {
+    LinePanel p{"t", "y", {}, {}, {}};
+    for (int i = 0; i < series; ++i) {
+      p.series.push_back({"run" + std::to_string(i) + ": conv32,pool,conv64,pool,flatten,dense128",
+                          run_colors()[static_cast<size_t>(i)],
+                          {0.1, 0.2},
+                          false});
+    }
+    return svg_line_panels("title", {1, 2}, {p, p}, "Epoch");
+  };
+  const std::string two = chart(2), twelve = chart(12);
+  EXPECT_GT(svg_height(twelve), svg_height(two) + 100);  // several legend rows
+  // every legend entry stays inside the chart's width
+  const size_t w_at = twelve.find("width=\"", twelve.find("<svg"));
+  const double width = std::stod(twelve.substr(w_at + 7));
+  size_t pos = 0;
+  while ((pos = twelve.find("<text x=\"", pos)) != std::string::npos) {
+    pos += 9;
+    EXPECT_GE(std::stod(twelve.substr(pos)), 0);
+    EXPECT_LE(std::stod(twelve.substr(pos)), width);
+  }
+}
+
+TEST(CompareCharts, DivergingHeatmapColoursBothSigns) {
+  HeatmapSpec h;
+  h.title = "diff";
+  h.x_label = "Predicted";
+  h.y_label = "True";
+  h.labels = {"a", "b"};
+  h.values = {{-8, 0}, {3, 8}};
+  h.diverging = true;
+  const std::string svg = svg_heatmap(h);
+  EXPECT_NE(svg.find("fill=\"#b2182b\""), std::string::npos);  // -8: full red
+  EXPECT_NE(svg.find("fill=\"#2166ac\""), std::string::npos);  // +8: full blue
+  EXPECT_NE(svg.find("fill=\"#ffffff\"><title>True a, Predicted b: 0"), std::string::npos);
+  EXPECT_NE(svg.find(">-8</text>"), std::string::npos);  // a cell's value
+  EXPECT_NE(svg.find(">-5</text>"), std::string::npos);  // the colour bar reaches below zero
+  h.diverging = false;
+  EXPECT_EQ(svg_heatmap(h).find("#b2182b"), std::string::npos);
+}
+
+TEST(CompareCharts, BarsWithAFloorAndDecimals) {
+  BarOptions o;
+  o.decimals = 3;
+  o.totals = false;
+  o.y_floor = 0.8;
+  const std::string svg =
+      svg_grouped_bars("F1", {"0", "1"}, {{"r", "#000000", {0.9, 0.95}}}, "Class", "F1", o);
+  EXPECT_NE(svg.find("r, 0: 0.900"), std::string::npos);
+  EXPECT_EQ(svg.find("r ("), std::string::npos);           // no total in the legend
+  EXPECT_NE(svg.find(">0.80</text>"), std::string::npos);  // the axis starts at the floor
+  EXPECT_EQ(svg.find(">0.00</text>"), std::string::npos);
 }
 
 }  // namespace
