@@ -442,6 +442,9 @@ RunSummary read_run(const fs::path& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) fail(dir, "does not exist");
   if (!fs::is_directory(dir, ec)) fail(dir, "not a folder (compare takes run folders)");
+  if (fs::is_regular_file(dir / kCheckpointName, ec) && !fs::exists(dir / "metrics.json", ec)) {
+    fail(dir, "no metrics.json: the run has not finished (train writes it after the test pass)");
+  }
   for (const char* f : {"history.csv", "metrics.json", kCheckpointName}) {
     if (!fs::is_regular_file(dir / f, ec)) {
       fail(dir, std::string("not a run folder: no ") + f +

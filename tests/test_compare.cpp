@@ -188,6 +188,10 @@ TEST(CompareRun, NotARunFolderIsNamed) {
   write(t.path / "file", "x");
   EXPECT_NE(error_of([&] { read_run(t.path / "file"); }).find("file: not a folder"),
             std::string::npos);
+  const fs::path unfinished = make_run(t.path / "u", {});
+  fs::remove(unfinished / "metrics.json");
+  EXPECT_NE(error_of([&] { read_run(unfinished); }).find("the run has not finished"),
+            std::string::npos);
   const fs::path dir = make_run(t.path / "r", {});
   fs::remove(dir / "checkpoint.safetensors");
   const std::string e = error_of([&] { read_run(dir); });
