@@ -108,28 +108,49 @@ std::string tick_label(double v, int decimals) {
   return format_fixed(v, decimals);
 }
 
-// Legend entries left to right, centred on cx. A dashed series shows a dashed swatch.
+// Legend entries left to right, centred on cx; entries that would pass max_width start a new row
+// (22 px lower). Returns the number of rows. A dashed series shows a dashed swatch.
 struct LegendEntry {
   std::string label, color;
   bool dashed = false, bar = false;
 };
-void legend(Svg& svg, double cx, double y, const std::vector<LegendEntry>& entries) {
-  constexpr double kSwatch = 26, kGap = 8, kSpacing = 28, kSize = 13;
-  double total = 0;
-  for (const auto& e : entries) total += kSwatch + kGap + text_width(e.label, kSize) + kSpacing;
-  total -= kSpacing;
-  double x = cx - total / 2;
+constexpr double kLegendRow = 22;
+double legend_entry_width(const LegendEntry& e) { return 26 + 8 + text_width(e.label, 13) + 28; }
+std::vector<std::vector<LegendEntry>> legend_rows(const std::vector<LegendEntry>& entries,
+                                                  double max_width) {
+  std::vector<std::vector<LegendEntry>> rows(1);
+  double used = 0;
   for (const auto& e : entries) {
-    if (e.bar) {
-      svg.rect(x + 6, y - 10, 14, 14, e.color);
-    } else {
-      svg.raw("<line x1=\"" + num(x) + "\" y1=\"" + num(y - 3) + "\" x2=\"" + num(x + kSwatch) +
-              "\" y2=\"" + num(y - 3) + "\" stroke=\"" + e.color + "\" stroke-width=\"2.5\"" +
-              (e.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n");
-    }
-    svg.text(x + kSwatch + kGap, y + 2, e.label, kSize, "start", palette::kInk);
-    x += kSwatch + kGap + text_width(e.label, kSize) + kSpacing;
+    const double w = legend_entry_width(e);
+    if (!rows.back().empty() && used + w - 28 > max_width) rows.emplace_back(), used = 0;
+    rows.back().push_back(e);
+    used += w;
   }
+  return rows;
+}
+int legend(Svg& svg, double cx, double y, const std::vector<LegendEntry>& entries,
+           double max_width = INFINITY) {
+  constexpr double kSwatch = 26, kGap = 8, kSpacing = 28, kSize = 13;
+  const auto rows = legend_rows(entries, max_width);
+  for (const auto& row : rows) {
+    double total = 0;
+    for (const auto& e : row) total += legend_entry_width(e);
+    total -= kSpacing;
+    double x = cx - total / 2;
+    for (const auto& e : row) {
+      if (e.bar) {
+        svg.rect(x + 6, y - 10, 14, 14, e.color);
+      } else {
+        svg.raw("<line x1=\"" + num(x) + "\" y1=\"" + num(y - 3) + "\" x2=\"" + num(x + kSwatch) +
+                "\" y2=\"" + num(y - 3) + "\" stroke=\"" + e.color + "\" stroke-width=\"2.5\"" +
+                (e.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n");
+      }
+      svg.text(x + kSwatch + kGap, y + 2, e.label, kSize, "start", palette::kInk);
+      x += legend_entry_width(e);
+    }
+    y += kLegendRow;
+  }
+  return static_cast<int>(rows.size());
 }
 
 // matplotlib's "Blues" (ColorBrewer, 9 classes), interpolated linearly; t in [0, 1].
@@ -145,6 +166,19 @@ std::string blues(double t) {
   for (int c = 0; c < 3; ++c) {
     rgb[c] = static_cast<int>(std::lround(kStops[i][c] + f * (kStops[i + 1][c] - kStops[i][c])));
   }
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
+  return buf;
+}
+
+// A diverging map for signed values, t in [-1, 1]: red below zero, white at zero, blue above
+// (ColorBrewer's RdBu ends).
+std::string red_blue(double t) {
+  t = std::clamp(std::isfinite(t) ? t : 0.0, -1.0, 1.0);
+  const int end[3] = {t < 0 ? 178 : 33, t < 0 ? 24 : 102, t < 0 ? 43 : 172};
+  const double f = std::abs(t);
+  char buf[8];
+  int rgb[3];
+  for (int c = 0; c < 3; ++c) rgb[c] = static_cast<int>(std::lround(255 + f * (end[c] - 255)));
   std::snprintf(buf, sizeof buf, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
   return buf;
 }
@@ -271,7 +305,7 @@ std::string format_fixed(double value, int decimals) {
 
 std::string svg_grouped_bars(std::string_view title, const std::vector<std::string>& categories,
                              const std::vector<BarSeries>& series, std::string_view x_label,
-                             std::string_view y_label) {
+                             std::string_view y_label, const BarOptions& options) {
   const double plot_w = std::max(480.0, 88.0 * static_cast<double>(categories.size()));
   const double left = 80, top = 80, plot_h = 300, width = left + plot_w + 30;
   const double height = top + plot_h + 70;
@@ -285,10 +319,11 @@ std::string svg_grouped_bars(std::string_view title, const std::vector<std::stri
       if (std::isfinite(v)) max_v = std::max(max_v, v), total += v;
     }
     entries.push_back(
-        {s.name + " (" + format_thousands(std::llround(total)) + ")", s.color, false, true});
+        {options.totals ? s.name + " (" + format_thousands(std::llround(total)) + ")" : s.name,
+         s.color, false, true});
   }
   legend(svg, left + plot_w / 2, 54, entries);
-  const Ticks ticks = nice_ticks(0, max_v > 0 ? max_v : 1);
+  const Ticks ticks = nice_ticks(options.y_floor.value_or(0), max_v > 0 ? max_v : 1);
   auto y_of = [&](double v) {
     return top + plot_h - plot_h * (v - ticks.lo) / (ticks.hi - ticks.lo);
   };
@@ -304,8 +339,11 @@ std::string svg_grouped_bars(std::string_view title, const std::vector<std::stri
       const double v = c < series[s].values.size() ? series[s].values[c] : 0;
       if (!std::isfinite(v)) continue;
       const double x = gx + group_w * 0.1 + bar_w * static_cast<double>(s);
-      svg.rect(x, y_of(v), bar_w - 1, y_of(0) - y_of(v), series[s].color,
-               series[s].name + ", " + categories[c] + ": " + format_thousands(std::llround(v)));
+      const double base = std::max(0.0, ticks.lo), top_v = std::max(v, ticks.lo);
+      svg.rect(x, y_of(top_v), bar_w - 1, y_of(base) - y_of(top_v), series[s].color,
+               series[s].name + ", " + categories[c] + ": " +
+                   (options.decimals == 0 ? format_thousands(std::llround(v))
+                                          : format_fixed(v, options.decimals)));
     }
     svg.text(gx + group_w / 2, top + plot_h + 20, categories[c], 13, "middle", palette::kInk);
   }
@@ -318,16 +356,19 @@ std::string svg_grouped_bars(std::string_view title, const std::vector<std::stri
 
 std::string svg_line_panels(std::string_view title, const std::vector<double>& x,
                             const std::vector<LinePanel>& panels, std::string_view x_label) {
-  constexpr double kPanelW = 560, kPlotW = 450, kPlotH = 300, kLeft = 84, kTop = 100;
+  constexpr double kPanelW = 560, kPlotW = 450, kPlotH = 300, kLeft = 84;
   const double width = kPanelW * static_cast<double>(std::max<size_t>(1, panels.size())) + 20;
+  std::vector<LegendEntry> entries;
+  if (!panels.empty()) {
+    for (const auto& s : panels[0].series) entries.push_back({s.name, s.color, s.dashed, false});
+  }
+  // A long legend (many series) wraps into rows and pushes the plots down.
+  const double legend_w = width - 40;
+  const double kTop =
+      100 + kLegendRow * static_cast<double>(legend_rows(entries, legend_w).size() - 1);
   const double height = kTop + kPlotH + 70;
   Svg svg(width, height, title);
-
-  if (!panels.empty()) {
-    std::vector<LegendEntry> entries;
-    for (const auto& s : panels[0].series) entries.push_back({s.name, s.color, s.dashed, false});
-    legend(svg, width / 2, 56, entries);
-  }
+  if (!entries.empty()) legend(svg, width / 2, 56, entries, legend_w);
   double x_lo = 1, x_hi = 1;
   if (!x.empty()) {
     x_lo = *std::min_element(x.begin(), x.end());
@@ -418,10 +459,11 @@ std::string svg_heatmap(const HeatmapSpec& spec) {
   double max_v = 0;
   for (const auto& row : spec.values) {
     for (const double v : row) {
-      if (std::isfinite(v)) max_v = std::max(max_v, v);
+      if (std::isfinite(v)) max_v = std::max(max_v, spec.diverging ? std::abs(v) : v);
     }
   }
   const double scale = max_v > 0 ? max_v : 1;
+  auto colour = [&](double t) { return spec.diverging ? red_blue(t) : blues(t); };
   const double font = std::min(13.0, cell * 0.27);
   for (size_t r = 0; r < spec.values.size() && r < spec.labels.size(); ++r) {
     for (size_t c = 0; c < spec.values[r].size() && c < spec.labels.size(); ++c) {
@@ -431,12 +473,12 @@ std::string svg_heatmap(const HeatmapSpec& spec) {
       const std::string value_text = spec.decimals == 0 ? format_thousands(std::llround(v))
                                      : v == 0           ? std::string("0")
                                                         : format_fixed(v, spec.decimals);
-      svg.rect(x, y, cell, cell, blues(v / scale),
+      svg.rect(x, y, cell, cell, colour(v / scale),
                spec.y_label + " " + spec.labels[r] + ", " + spec.x_label + " " + spec.labels[c] +
                    ": " + value_text);
       if (cell >= 24) {
         svg.text(x + cell / 2, y + cell / 2 + font * 0.36, value_text, font, "middle",
-                 v / scale > 0.5 ? "#ffffff" : palette::kInk);
+                 std::abs(v / scale) > 0.5 ? "#ffffff" : palette::kInk);
       }
     }
   }
@@ -457,15 +499,16 @@ std::string svg_heatmap(const HeatmapSpec& spec) {
 
   // Colour bar: a stack of thin bands (no gradient ids, so several heatmaps can share a page).
   const double bar_x = left + plot + 24, bands = 64, band_h = plot / bands;
+  const double bar_lo = spec.diverging ? -scale : 0;
   for (int b = 0; b < bands; ++b) {
     const double t = 1.0 - (b + 0.5) / bands;
-    svg.rect(bar_x, top + band_h * b, 16, band_h + 0.5, blues(t));
+    svg.rect(bar_x, top + band_h * b, 16, band_h + 0.5, colour(spec.diverging ? 2 * t - 1 : t));
   }
   svg.rect(bar_x, top, 16, plot, "none", {}, "stroke=\"#bbbbbb\"");
-  const Ticks ticks = nice_ticks(0, scale, 4);
+  const Ticks ticks = nice_ticks(bar_lo, scale, spec.diverging ? 6 : 4);
   for (const double t : ticks.values) {
-    if (t > scale * (1 + 1e-9)) continue;
-    const double y = top + plot - plot * t / scale;
+    if (t > scale * (1 + 1e-9) || t < bar_lo - scale * 1e-9) continue;
+    const double y = top + plot - plot * (t - bar_lo) / (scale - bar_lo);
     svg.line(bar_x + 16, y, bar_x + 20, y, palette::kMuted);
     svg.text(bar_x + 24, y + 4, tick_label(t, ticks.decimals), 11, "start", palette::kMuted);
   }

@@ -44,10 +44,15 @@ struct BarSeries {
   std::string name, color;
   std::vector<double> values;  // one per category
 };
-// Vertical bars, one group per category, one bar per series; legend shows each series' total.
+struct BarOptions {
+  int decimals = 0;               // of the values in tooltips; 0 prints counts with separators
+  bool totals = true;             // the legend shows each series' total
+  std::optional<double> y_floor;  // the axis starts here (e.g. near 1 for close scores), not at 0
+};
+// Vertical bars, one group per category, one bar per series; a legend of the series.
 std::string svg_grouped_bars(std::string_view title, const std::vector<std::string>& categories,
                              const std::vector<BarSeries>& series, std::string_view x_label,
-                             std::string_view y_label);
+                             std::string_view y_label, const BarOptions& options = {});
 
 struct LineSeries {
   std::string name, color;
@@ -59,7 +64,8 @@ struct LinePanel {
   std::vector<LineSeries> series;
   std::optional<double> y_floor, y_ceiling;  // hard limits for the axis (accuracy: 0 and 1)
 };
-// Panels side by side sharing x values and one legend (taken from the first panel's series).
+// Panels side by side sharing x values and one legend (taken from the first panel's series); a
+// legend wider than the chart wraps into rows. A series shorter than x stops early.
 std::string svg_line_panels(std::string_view title, const std::vector<double>& x,
                             const std::vector<LinePanel>& panels, std::string_view x_label);
 
@@ -68,8 +74,10 @@ struct HeatmapSpec {
   std::vector<std::string> labels;          // rows and columns alike
   std::vector<std::vector<double>> values;  // [row][column]
   int decimals = 0;                         // cell text: 0 prints counts with separators
+  bool diverging = false;  // signed values: red below zero, white at 0, blue above (RdBu)
 };
-// A square matrix in matplotlib's "Blues" with each value written in its cell and a colour bar.
+// A square matrix in matplotlib's "Blues" (or red-white-blue when diverging) with each value
+// written in its cell and a colour bar.
 std::string svg_heatmap(const HeatmapSpec& spec);
 
 struct DigitTile {

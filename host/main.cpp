@@ -6,6 +6,7 @@
 #include <map>
 
 #include "engine/model_spec.hpp"
+#include "host/compare.hpp"
 #include "host/eval.hpp"
 #include "host/export.hpp"
 #include "host/predict.hpp"
@@ -142,6 +143,18 @@ int main(int argc, char** argv) {
   CLI::App* summary = app.add_subcommand("summary", "print the model summary (Keras' model.summary())");
   summary->add_option("--model", summary_model, "layers, as for train")->capture_default_str();
 
+  mg::CompareOptions compare_opt;
+  std::vector<std::string> compare_runs;
+  std::string compare_out;
+  CLI::App* compare = app.add_subcommand(
+      "compare", "compare run folders: curves, table, per-class F1, confusion difference");
+  compare->add_option("runs", compare_runs, "run folders written by train (2 or more)")->required();
+  compare->add_option(
+      "--out", compare_out,
+      "the report folder to create (default runs/compare-<timestamp>/; never overwritten)");
+  compare->add_flag("--diff-first-two", compare_opt.diff_first_two,
+                    "confusion difference of the first two runs given (default: the best two)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -208,6 +221,10 @@ int main(int argc, char** argv) {
       export_opt.checkpoint = export_ckpt;
       export_opt.onnx = export_onnx;
       mg::run_export(export_opt, std::cout);
+    } else if (*compare) {
+      compare_opt.runs.assign(compare_runs.begin(), compare_runs.end());
+      if (!compare_out.empty()) compare_opt.out = compare_out;
+      mg::run_compare(compare_opt, std::cout);
     } else if (*summary) {
       mg::run_summary(summary_model, std::cout);
     }
