@@ -94,6 +94,12 @@ class BasicEngine final : public Engine {
     be_.upload(net_.params(), values.data(), static_cast<int64_t>(values.size()));
   }
 
+  void set_learning_rate(double lr) override {
+    if (!(lr > 0)) throw std::invalid_argument("the learning rate must be positive");
+    net_.set_learning_rate(lr);
+  }
+  double learning_rate() override { return net_.learning_rate(); }
+
   int64_t step() override {
     int64_t counters[kCounterCount];
     be_.download(counters, net_.counters(), kCounterCount);

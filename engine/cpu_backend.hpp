@@ -100,9 +100,12 @@ class CpuBackend {
     cpu::softmax(logits, probs, n, classes);
   }
 
-  void adam(T* p, const T* g, T* m, T* v, int64_t count, const AdamConfig& c,
+  // The learning rate is *lr (c.lr is not read), as on the GPU.
+  void adam(T* p, const T* g, T* m, T* v, int64_t count, const AdamConfig& c, const double* lr,
             const int64_t* counters) {
-    cpu::adam_update(p, g, m, v, count, static_cast<T>(adam_alpha(c, counters[kStepCounter])),
+    AdamConfig at = c;
+    at.lr = *lr;
+    cpu::adam_update(p, g, m, v, count, static_cast<T>(adam_alpha(at, counters[kStepCounter])),
                      static_cast<T>(c.beta1), static_cast<T>(c.beta2), static_cast<T>(c.epsilon));
   }
 

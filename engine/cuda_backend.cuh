@@ -164,8 +164,8 @@ class CudaBackend {
   }
 
   void adam(float* p, const float* g, float* m, float* v, int64_t count, const AdamConfig& c,
-            const int64_t* counters) {
-    kern::adam_update(p, g, m, v, count, c, counters + kStepCounter, stream_);
+            const double* lr, const int64_t* counters) {
+    kern::adam_update(p, g, m, v, count, c, lr, counters + kStepCounter, stream_);
   }
 
   void gather(const uint8_t* images, const uint8_t* labels, int64_t sample_size,

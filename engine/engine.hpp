@@ -73,6 +73,10 @@ class Engine {
   virtual std::vector<float> parameters() = 0;
   virtual void set_parameters(std::span<const float> values) = 0;
   virtual int64_t step() = 0;  // Adam updates done so far
+  // Adam's learning rate for the steps that follow (EngineOptions::adam.lr at first). On CUDA it
+  // is in device memory, read by the captured step: changing it needs no recapture.
+  virtual void set_learning_rate(double lr) = 0;
+  virtual double learning_rate() = 0;
   virtual TrainingState state() = 0;
   virtual void set_state(const TrainingState& state) = 0;  // throws if sizes do not match
 };

@@ -65,6 +65,8 @@ class Network {
     m_ = be_.template alloc<T>(p);
     v_ = be_.template alloc<T>(p);
     counters_ = be_.template alloc<int64_t>(kCounterCount);
+    lr_ = be_.template alloc<double>(1);
+    set_learning_rate(adam_.lr);
     metrics_ = be_.template alloc<double>(kMetricCount);
     labels_ = be_.template alloc<int32_t>(max_batch);
     plan_memory();
@@ -85,6 +87,14 @@ class Network {
   T* logits_grad() { return dact_.back(); }
   int32_t* labels() { return labels_.data(); }
   int64_t* counters() { return counters_.data(); }
+  // Adam's learning rate lives in backend memory: a captured step reads it, so a schedule changes
+  // it between steps without a recapture.
+  void set_learning_rate(double lr) { be_.upload(lr_.data(), &lr, 1); }
+  double learning_rate() {
+    double lr = 0;
+    be_.download(&lr, lr_.data(), 1);
+    return lr;
+  }
   double* metric_sums() { return metrics_.data(); }
   T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
   T* activation_grad(size_t i) { return dact_[i]; }
@@ -156,7 +166,8 @@ class Network {
   }
 
   void adam_update() {
-    be_.adam(params(), grads(), adam_m(), adam_v(), graph_.param_count(), adam_, counters());
+    be_.adam(params(), grads(), adam_m(), adam_v(), graph_.param_count(), adam_, lr_.data(),
+             counters());
   }
 
   // One whole training step on the batch order[cursor, cursor + n): gather, forward, loss,
@@ -255,6 +266,7 @@ class Network {
   Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_;
   Buffer<int32_t> labels_, argmax_arena_;
   Buffer<int64_t> counters_;
+  Buffer<double> lr_;
   Buffer<double> metrics_;
   std::vector<T*> act_, dact_;
   std::vector<int32_t*> argmax_;

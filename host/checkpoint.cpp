@@ -1,6 +1,7 @@
 #include "host/checkpoint.hpp"
 
 #include "host/atomic_file.hpp"
+#include "host/training_controls.hpp"
 
 #include <unistd.h>
 
@@ -45,17 +46,20 @@ std::string errno_text(int err) { return std::generic_category().message(err); }
 struct Slot {
   std::string name;
   std::vector<int64_t> shape;
-  int buffer = 0;  // 0 params, 1 adam_m, 2 adam_v
+  int buffer = 0;  // 0 params, 1 adam_m, 2 adam_v, 3 early stopping's best parameters
   int64_t offset = 0, size = 0;
 };
 
-constexpr std::array<const char*, 3> kBufferPrefix = {"", "optimizer.adam_m.", "optimizer.adam_v."};
+constexpr std::array<const char*, 4> kBufferPrefix = {"", "optimizer.adam_m.", "optimizer.adam_v.",
+                                                     "early_stopping.best."};
 
 // Model tensors in graph order (weight, bias per layer), which is also the flat buffer's order,
-// then the same names for each Adam moment.
-std::vector<Slot> tensor_slots(const Graph& g, bool optimizer) {
+// then the same names for each Adam moment, then for early stopping's best parameters.
+std::vector<Slot> tensor_slots(const Graph& g, bool optimizer, bool restore) {
   std::vector<Slot> slots;
-  for (int b = 0; b < (optimizer ? 3 : 1); ++b) {
+  for (int b = 0; b < 4; ++b) {
+    if ((b == 1 || b == 2) && !optimizer) continue;
+    if (b == 3 && !restore) continue;
     for (const Layer& l : g.layers()) {
       if (!l.has_params()) continue;
       const std::vector<int64_t> weight_shape = l.kind == LayerKind::kConv2d
@@ -121,6 +125,7 @@ std::string header_json(const fs::path& path, const Graph& graph, const Checkpoi
   md["augment"] = meta.augment.enabled ? "1" : "0";
   md["augment_max_shift"] = double_text(meta.augment.max_shift);
   md["augment_max_rotation_deg"] = double_text(meta.augment.max_rotation_deg);
+  if (!meta.training_controls.empty()) md["training_controls"] = meta.training_controls;
   header["__metadata__"] = std::move(md);
   uint64_t begin = 0;
   for (const Slot& s : slots) {
@@ -242,6 +247,14 @@ CheckpointMeta read_meta(const fs::path& path, const json& header) {
     m.augment.max_shift = static_cast<float>(r.real("augment_max_shift"));
     m.augment.max_rotation_deg = static_cast<float>(r.real("augment_max_rotation_deg"));
   }
+  if (it->contains("training_controls")) {
+    m.training_controls = r.text("training_controls");
+    try {
+      TrainingControls::from_json(m.training_controls);
+    } catch (const std::invalid_argument& e) {
+      fail(path, std::string("metadata ") + e.what());
+    }
+  }
   return m;
 }
 
@@ -253,7 +266,7 @@ struct Found {
 }  // namespace
 
 void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingState& state,
-                     const CheckpointMeta& meta) {
+                     const CheckpointMeta& meta, std::span<const float> restore) {
   const auto n = static_cast<size_t>(graph.param_count());
   if (state.params.size() != n) {
     fail(path, "cannot save " + std::to_string(state.params.size()) +
@@ -288,7 +301,11 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
                    std::to_string(graph.classes()) + " classes");
   }
 
-  const std::vector<Slot> slots = tensor_slots(graph, optimizer);
+  if (!restore.empty() && restore.size() != n) {
+    fail(path, "cannot save " + std::to_string(restore.size()) +
+                   " best parameters; the model has " + std::to_string(n));
+  }
+  const std::vector<Slot> slots = tensor_slots(graph, optimizer, !restore.empty());
   const std::string header = header_json(path, graph, meta, state.step, slots);
   std::array<unsigned char, 8> length{};
   for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
@@ -301,6 +318,7 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
     for (const auto* buf : {&state.params, &state.adam_m, &state.adam_v}) {
       if (!buf->empty()) file.write(buf->data(), buf->size() * sizeof(float));
     }
+    if (!restore.empty()) file.write(restore.data(), restore.size() * sizeof(float));
     file.commit();
   } catch (const FileError& e) {
     throw CheckpointError(e.what());
@@ -357,7 +375,7 @@ Checkpoint load_checkpoint(const fs::path& path) {
     fail(path, std::string("bad model in metadata: ") + e.what());
   }
 
-  const std::vector<Slot> slots = tensor_slots(*graph, true);
+  const std::vector<Slot> slots = tensor_slots(*graph, true, true);
   std::map<std::string, const Slot*, std::less<>> by_name;
   for (const Slot& s : slots) by_name[s.name] = &s;
   const uint64_t data_size = file_size - 8 - header_size;
@@ -407,14 +425,21 @@ Checkpoint load_checkpoint(const fs::path& path) {
     found.push_back({&s, begin, end});
   }
 
-  size_t model_found = 0;
-  for (const Found& f : found) model_found += f.slot->buffer == 0;
-  ck.has_optimizer_state = found.size() > model_found;
+  auto any_in = [&](int b1, int b2) {
+    return std::any_of(found.begin(), found.end(), [&](const Found& f) {
+      return f.slot->buffer == b1 || f.slot->buffer == b2;
+    });
+  };
+  ck.has_optimizer_state = any_in(1, 2);
+  const bool has_restore = any_in(3, 3);
   for (const Slot& s : slots) {
-    if (s.buffer > 0 && !ck.has_optimizer_state) break;
+    if ((s.buffer == 1 || s.buffer == 2) && !ck.has_optimizer_state) continue;
+    if (s.buffer == 3 && !has_restore) continue;
     if (std::none_of(found.begin(), found.end(), [&](const Found& f) { return f.slot == &s; })) {
       fail(path, "missing tensor '" + s.name + "'" +
-                     (s.buffer > 0 ? " (the optimizer state is partial)" : ""));
+                     (s.buffer == 1 || s.buffer == 2 ? " (the optimizer state is partial)"
+                      : s.buffer == 3                ? " (early stopping's best weights are partial)"
+                                                     : ""));
     }
   }
   std::sort(found.begin(), found.end(),
@@ -428,9 +453,12 @@ Checkpoint load_checkpoint(const fs::path& path) {
 
   // Every tensor is now known to lie inside the file, so these allocations are bounded by its size.
   const auto n = static_cast<size_t>(graph->param_count());
-  std::array<std::vector<float>*, 3> buffers = {&ck.state.params, &ck.state.adam_m,
-                                                &ck.state.adam_v};
-  for (int b = 0; b < (ck.has_optimizer_state ? 3 : 1); ++b) buffers[b]->assign(n, 0.0f);
+  std::array<std::vector<float>*, 4> buffers = {&ck.state.params, &ck.state.adam_m,
+                                                &ck.state.adam_v, &ck.restore_params};
+  for (int b = 0; b < 4; ++b) {
+    const bool present = b == 0 || (b == 3 ? has_restore : ck.has_optimizer_state);
+    if (present) buffers[b]->assign(n, 0.0f);
+  }
   for (const Found& f : found) {
     in.seekg(static_cast<std::streamoff>(8 + header_size + f.begin));
     float* dst = buffers[f.slot->buffer]->data() + f.slot->offset;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,6 +40,9 @@ struct CheckpointMeta {
   double lr = 1e-3;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-7;
   AugmentConfig augment;  // the training batches' random shifts and rotations
+  // The learning-rate schedule's settings and state (host/training_controls.hpp's JSON); empty in
+  // a file written before schedules existed, which means a constant rate of `lr`.
+  std::string training_controls;
 };
 
 struct Checkpoint {
@@ -47,6 +51,9 @@ struct Checkpoint {
   // metadata's, which keys the dropout masks of the next update.
   TrainingState state;
   bool has_optimizer_state = false;
+  // --early-stopping: the parameters of the epoch of the best validation loss so far, when that is
+  // not the last epoch (tensors "early_stopping.best.<name>"); else empty.
+  std::vector<float> restore_params;
 };
 
 // Writes `path` atomically: "<path>.tmp-<pid>" is written, fsynced and renamed over `path`, then
@@ -55,8 +62,10 @@ struct Checkpoint {
 // values; adam_m and adam_v likewise, or both be empty (a checkpoint without optimizer state).
 // meta.spec (when set), meta.input and meta.classes must describe `graph`. Two saves to one path
 // from one process at once are not supported (they share the temporary file's name).
+// restore: Checkpoint::restore_params, or empty.
 void save_checkpoint(const std::filesystem::path& path, const Graph& graph,
-                     const TrainingState& state, const CheckpointMeta& meta);
+                     const TrainingState& state, const CheckpointMeta& meta,
+                     std::span<const float> restore = {});
 
 // Reads and validates a checkpoint: the header, every metadata field, and every tensor's name,
 // dtype, shape and data offsets against the Graph built from the metadata's spec. Any problem

@@ -26,6 +26,8 @@ struct DataOptions {
 using Clock = std::chrono::steady_clock;
 inline constexpr uint32_t kSplitSeed = 42;  // the notebook's random_state, whatever --seed says
 inline constexpr const char* kCheckpointName = "checkpoint.safetensors";
+// The epoch of the best validation accuracy, beside the last one (train writes both).
+inline constexpr const char* kBestCheckpointName = "best.safetensors";
 
 double seconds_since(Clock::time_point t0);
 std::string display_name(DatasetKind kind);  // "MNIST", "Fashion-MNIST"

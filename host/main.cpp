@@ -77,6 +77,26 @@ int main(int argc, char** argv) {
                                       "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
                                       "(the classifier dense10 + softmax is appended)")
                         ->default_str(std::string(mg::kSeedModelSpec));
+  std::string lr_schedule = "constant";
+  double lr_factor = 0.1;
+  int64_t lr_patience = 10;
+  auto* schedule_opt = train->add_option("--lr-schedule", lr_schedule,
+                                         "constant, cosine (to 0 over --epochs) or plateau (Keras' ReduceLROnPlateau on val_loss)")
+                           ->capture_default_str()
+                           ->check(CLI::IsMember({"constant", "cosine", "plateau"}));
+  auto* factor_opt = train->add_option("--lr-factor", lr_factor, "plateau: the factor the rate is multiplied by")
+                         ->capture_default_str()
+                         ->check(CLI::Range(1e-9, 0.999999));
+  auto* patience_opt = train->add_option("--lr-patience", lr_patience,
+                                         "plateau: epochs without a val_loss improvement before the rate drops")
+                           ->capture_default_str()
+                           ->check(CLI::Range(int64_t{0}, int64_t{100000}));
+  int64_t early_stopping = 0;
+  auto* stopping_opt = train->add_option("--early-stopping", early_stopping,
+                                         "stop after this many epochs without a val_loss improvement and "
+                                         "keep the best epoch's weights (Keras' EarlyStopping, restore_best_weights); 0: off")
+                           ->capture_default_str()
+                           ->check(CLI::Range(int64_t{0}, int64_t{100000}));
   std::string train_device, eval_device, predict_device, train_precision, eval_precision;
   add_device(train, train_device, "auto");
   add_precision(train, train_precision);
@@ -177,6 +197,10 @@ int main(int argc, char** argv) {
       if (*lr_opt) train_opt.lr = lr;
       if (*seed_opt) train_opt.seed = seed;
       if (*model_opt) train_opt.model = model;
+      if (*schedule_opt) train_opt.lr_schedule = lr_schedule;
+      if (*factor_opt) train_opt.lr_factor = lr_factor;
+      if (*patience_opt) train_opt.lr_patience = lr_patience;
+      if (*stopping_opt) train_opt.early_stopping = early_stopping;
       if (!out.empty()) train_opt.out = out;
       if (!resume.empty()) train_opt.resume = resume;
       if (!export_split.empty()) train_opt.export_split = export_split;

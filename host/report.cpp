@@ -131,11 +131,12 @@ Derived derive(const RunReport& r) {
 // --- the files -----------------------------------------------------------------------------------
 
 std::string history_csv(const RunReport& r) {
-  // CSVLogger sorts its columns by name after "epoch".
-  std::string out = "epoch,accuracy,loss,val_accuracy,val_loss\n";
+  // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
+  // Keras logs it with a schedule.
+  std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
   for (const EpochRecord& e : r.history) {
     out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
-           shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
+           shortest(e.lr) + "," + shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
   }
   return out;
 }
@@ -166,6 +167,7 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
                        {"accuracy", e.accuracy},
                        {"val_loss", e.val_loss},
                        {"val_accuracy", e.val_accuracy},
+                       {"lr", e.lr},
                        {"seconds", e.seconds}});
     epoch_seconds.push_back(e.seconds);
   }
@@ -183,6 +185,7 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
   j["seed"] = r.seed;
   j["batch_size"] = r.batch_size;
   j["learning_rate"] = r.lr;
+  j["training_controls"] = r.training_note;
   j["epochs"] = r.history.size();
   j["split"] = {{"train", r.train.size()}, {"val", r.val.size()}, {"test", r.test.size()}};
   j["class_names"] = d.names;
@@ -255,7 +258,17 @@ std::string curves_svg(const RunReport& r) {
   }
   LinePanel accuracy{"Accuracy", "Accuracy", {acc, val_acc}, 0.0, 1.0};
   LinePanel losses{"Loss", "Loss (cross-entropy)", {loss, val_loss}, 0.0, std::nullopt};
-  return svg_line_panels("Training and validation, per epoch", x, {accuracy, losses}, "Epoch");
+  std::vector<LinePanel> panels = {accuracy, losses};
+  // A schedule's learning rate, when it changed during the run.
+  const bool scheduled = std::any_of(r.history.begin(), r.history.end(), [&](const EpochRecord& e) {
+    return e.lr > 0 && e.lr != r.history.front().lr;
+  });
+  if (scheduled) {
+    LineSeries lr{"learning rate", palette::kInk, {}, false};
+    for (const EpochRecord& e : r.history) lr.y.push_back(e.lr);
+    panels.push_back({"Learning rate", "Learning rate (Adam)", {lr}, 0.0, std::nullopt});
+  }
+  return svg_line_panels("Training and validation, per epoch", x, panels, "Epoch");
 }
 
 std::string confusion_svg(const Derived& d, bool normalized) {
@@ -482,6 +495,7 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
   h += row({"Precision", xml_escape(r.precision)});
   h += row({"Batch size", std::to_string(r.batch_size)});
   h += row({"Learning rate (Adam)", shortest(r.lr)});
+  if (!r.training_note.empty()) h += row({"Training controls", xml_escape(r.training_note)});
   h += row({"Seed", std::to_string(r.seed)});
   h += row({"Data loading", duration(r.load_seconds)});
   h += row({"Training", duration(r.train_seconds)});

@@ -32,6 +32,7 @@ struct EpochRecord {
   int epoch = 0;
   double loss = 0, accuracy = 0, val_loss = 0, val_accuracy = 0;
   double seconds = 0;  // training time of the epoch, without validation
+  double lr = 0;       // Adam's learning rate during the epoch (0: not recorded)
 };
 
 struct RunReport {
@@ -54,6 +55,9 @@ struct RunReport {
   double load_seconds = 0;        // reading the dataset
   int64_t batch_size = 0;
   double lr = 0;
+  // The schedule and early stopping, in words ("cosine schedule; stopped early after epoch 9 ...");
+  // empty: a constant rate, every epoch run.
+  std::string training_note;
   uint64_t seed = 0;
 };
 

@@ -7,6 +7,7 @@
 
 #include "host/atomic_file.hpp"
 #include "host/progress.hpp"
+#include "host/training_controls.hpp"
 
 namespace mg {
 namespace {
@@ -22,22 +23,33 @@ void export_split(const fs::path& file, const DataSplit& split) {
   write_file_atomic(file, j.dump() + "\n");
 }
 
-// Keras' CSVLogger file of an earlier run, so a resumed run's curves start at epoch 1.
+// Keras' CSVLogger file of an earlier run, so a resumed run's curves start at epoch 1. Columns by
+// name: files written before the "lr" column existed read with lr 0 (not recorded).
 std::vector<EpochRecord> read_history_csv(const fs::path& file, int64_t epochs) {
   std::vector<EpochRecord> rows;
   std::ifstream in(file);
   std::string line;
-  if (!std::getline(in, line) || line.rfind("epoch,accuracy,loss,val_accuracy,val_loss", 0) != 0) {
-    return rows;
+  if (!std::getline(in, line)) return rows;
+  std::vector<std::string> names;
+  for (std::istringstream h(line); std::getline(h, names.emplace_back(), ',');) {
   }
+  names.pop_back();
+  if (names.empty() || names.front() != "epoch") return rows;
   while (std::getline(in, line) && static_cast<int64_t>(rows.size()) < epochs) {
     EpochRecord r;
-    char comma;
     std::istringstream s(line);
-    if (s >> r.epoch >> comma >> r.accuracy >> comma >> r.loss >> comma >> r.val_accuracy >>
-        comma >> r.val_loss) {
-      rows.push_back(r);
+    std::string cell;
+    for (size_t i = 0; i < names.size() && std::getline(s, cell, ','); ++i) {
+      const double v = std::strtod(cell.c_str(), nullptr);
+      const std::string& n = names[i];
+      if (n == "epoch") r.epoch = static_cast<int>(v);
+      if (n == "accuracy") r.accuracy = v;
+      if (n == "loss") r.loss = v;
+      if (n == "lr") r.lr = v;
+      if (n == "val_accuracy") r.val_accuracy = v;
+      if (n == "val_loss") r.val_loss = v;
     }
+    rows.push_back(r);
   }
   return rows;
 }
@@ -51,6 +63,32 @@ T pick(const std::optional<T>& given, const T& saved, const char* option, bool r
     throw std::invalid_argument(msg.str());
   }
   return given ? *given : saved;
+}
+
+// What the schedule and early stopping did, in words, for the report.
+std::string controls_note(const TrainingControls& c, const std::vector<EpochRecord>& history) {
+  std::ostringstream s;
+  const ControlOptions& o = c.options;
+  if (o.schedule == LrSchedule::kCosine) {
+    s << "cosine learning-rate schedule from " << c.base_lr << " over " << o.cosine_epochs
+      << " epochs";
+  } else if (o.schedule == LrSchedule::kPlateau) {
+    s << "ReduceLROnPlateau on val_loss (factor " << o.plateau_factor << ", patience "
+      << o.plateau_patience << "): learning rate " << c.state.lr << " at the end";
+  }
+  if (c.early_stopping() && !history.empty()) {
+    if (s.tellp() > 0) s << "; ";
+    s << "early stopping on val_loss (patience " << o.early_stopping_patience << "): ";
+    if (c.state.stopped_epoch >= 0) {
+      s << "stopped after epoch " << c.state.stopped_epoch + 1 << ", no improvement for "
+        << o.early_stopping_patience << " epochs";
+    } else {
+      s << "ran every epoch";
+    }
+    s << "; the model is epoch " << c.state.stop_best_epoch + 1 << "'s (val_loss "
+      << c.state.stop_best << ")";
+  }
+  return s.str();
 }
 
 }  // namespace
@@ -77,6 +115,35 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   if (resuming) meta.augment = saved.augment;
   if (meta.batch_size < 1) throw std::invalid_argument("--batch-size must be at least 1");
   if (!(meta.lr > 0)) throw std::invalid_argument("--lr must be positive");
+  // The schedule: a new run's from the options, a resumed run's from its checkpoint (a file from
+  // before schedules had a constant rate).
+  TrainingControls controls;
+  if (resuming && !saved.training_controls.empty()) {
+    controls = TrainingControls::from_json(saved.training_controls);
+  } else {
+    ControlOptions co;
+    co.schedule = parse_lr_schedule(o.lr_schedule.value_or("constant"));
+    if (co.schedule == LrSchedule::kCosine) co.cosine_epochs = o.epochs;
+    if (o.lr_factor) co.plateau_factor = *o.lr_factor;
+    if (o.lr_patience) co.plateau_patience = *o.lr_patience;
+    if (o.early_stopping) co.early_stopping_patience = *o.early_stopping;
+    if (resuming) co = ControlOptions{};
+    controls = TrainingControls(co, meta.lr);
+  }
+  const ControlOptions& co = controls.options;
+  pick(o.lr_schedule, std::string(lr_schedule_name(co.schedule)), "--lr-schedule", resuming);
+  pick(o.lr_factor, co.plateau_factor, "--lr-factor", resuming);
+  pick(o.lr_patience, co.plateau_patience, "--lr-patience", resuming);
+  pick(o.early_stopping, co.early_stopping_patience, "--early-stopping", resuming);
+  // A run that stopped early goes on from its best epoch's weights, its early stopping afresh (as
+  // Keras' EarlyStopping does at the start of every fit()).
+  const int64_t stopped_before = controls.state.stopped_epoch;
+  if (stopped_before >= 0) {
+    controls.state.stop_seen = false;
+    controls.state.stop_wait = 0;
+    controls.state.stop_best_epoch = -1;
+    controls.state.stopped_epoch = -1;
+  }
   DataOptions data_opt = o.data;
   if (resuming) {
     if (data_opt.dataset != saved.dataset && data_opt.dataset != "mnist") {
@@ -119,19 +186,30 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   auto engine = build_engine(o.device, graph, eo, out);
   engine->set_dataset(view(data));
   std::vector<EpochRecord> history;
+  // --early-stopping: the parameters of the best validation loss so far (restored at the end).
+  std::vector<float> best_params;
   if (resuming) {
     engine->set_state(resume->state);
     history = read_history_csv(o.resume->parent_path() / "history.csv", saved.epochs_done);
+    if (controls.early_stopping()) {
+      best_params = resume->restore_params.empty() ? resume->state.params : resume->restore_params;
+    }
   }
 
   out << "data: " << data.source << " (" << data.count << " images; train " << split.train.size()
       << ", val " << split.val.size() << ", test " << split.test.size() << ")\n";
   out << "model: " << meta.spec << " (" << graph.param_count() << " parameters), device "
       << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr << ", "
-      << precision_name(engine->precision()) << (meta.augment.enabled ? ", augmented" : "") << '\n';
+      << precision_name(engine->precision()) << (meta.augment.enabled ? ", augmented" : "");
+  if (co.schedule != LrSchedule::kConstant) out << ", " << lr_schedule_name(co.schedule) << " schedule";
+  out << '\n';
   out << "output: " << run_dir.string() << '\n';
   if (resuming)
     out << "resuming after epoch " << saved.epochs_done << " from " << o.resume->string() << '\n';
+  if (stopped_before >= 0) {
+    out << "the run had stopped early after epoch " << stopped_before + 1
+        << "; training goes on from its best epoch's weights, early stopping afresh\n";
+  }
 
   const bool live = stdout_is_terminal() && &out == &std::cout;
   const auto steps =
@@ -146,7 +224,13 @@ void run_train(const TrainOptions& o, std::ostream& out) {
                           meta.epochs_done, history});
   }
   double train_seconds = 0, eval_seconds = 0;
+  // best.safetensors: the epoch of the best validation accuracy so far (Keras' ModelCheckpoint
+  // with save_best_only=True), counting the epochs of a resumed run's history.
+  double best_val_accuracy = -1;
+  for (const EpochRecord& r : history) best_val_accuracy = std::max(best_val_accuracy, r.val_accuracy);
   for (int64_t epoch = meta.epochs_done; epoch < o.epochs; ++epoch) {
+    const double lr = controls.lr_for(epoch);
+    engine->set_learning_rate(lr);
     out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
     EpochProgress progress(out, live, [&] { return engine->running_metrics(); });
     const auto t0 = Clock::now();
@@ -162,16 +246,46 @@ void run_train(const TrainOptions& o, std::ostream& out) {
     train_seconds += seconds;
     out << progress.finish(steps, seconds, train, val) << std::endl;
     history.push_back(
-        {static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds});
+        {static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds, lr});
+    const TrainingControls::Verdict verdict = controls.end_epoch(epoch, val.loss);
+    if (verdict.lr_reduced) {
+      out << "Epoch " << epoch + 1 << ": ReduceLROnPlateau reducing learning rate to "
+          << controls.state.lr << ".\n";
+    }
     meta.epochs_done = epoch + 1;
-    save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
+    meta.training_controls = controls.to_json();
+    const TrainingState state = engine->state();
+    if (verdict.improved) best_params = state.params;
+    const bool keep_best = controls.early_stopping() && !verdict.improved;
+    save_checkpoint(run_dir / kCheckpointName, graph, state, meta,
+                    keep_best ? std::span<const float>(best_params) : std::span<const float>());
+    if (val.accuracy > best_val_accuracy) {
+      best_val_accuracy = val.accuracy;
+      save_checkpoint(run_dir / kBestCheckpointName, graph, state, meta);
+    }
     if (o.observer) o.observer->on_epoch(history.back());
+    if (verdict.stop) {
+      out << "Epoch " << epoch + 1 << ": early stopping (val_loss has not improved for "
+          << co.early_stopping_patience << " epochs since epoch "
+          << controls.state.stop_best_epoch + 1 << ")\n";
+      break;
+    }
+  }
+  // Keras' restore_best_weights: the model the run ends with, and tests, is the best epoch's
+  // (with the last epoch's optimizer state, as Keras keeps it).
+  if (controls.early_stopping() && !history.empty() &&
+      controls.state.stop_best_epoch != history.back().epoch && !best_params.empty()) {
+    engine->set_parameters(best_params);
+    out << "Restoring model weights from the end of the best epoch: "
+        << controls.state.stop_best_epoch + 1 << ".\n";
+    save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
   }
 
   const auto t2 = Clock::now();
   RunReport report = base_report(display_name(kind) + " CNN training run", data, split, graph,
                                  engine->device_name(), meta);
   report.precision = precision_name(engine->precision());
+  report.training_note = controls_note(controls, history);
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   eval_seconds += seconds_since(t2);
   report.history = history;

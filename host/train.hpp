@@ -45,6 +45,10 @@ struct TrainOptions {
   std::optional<double> lr;           // 1e-3
   std::optional<uint64_t> seed;       // 42
   std::optional<std::string> model;   // kSeedModelSpec
+  std::optional<std::string> lr_schedule;  // constant, cosine or plateau (host/training_controls)
+  std::optional<double> lr_factor;         // plateau: 0.1
+  std::optional<int64_t> lr_patience;      // plateau: 10
+  std::optional<int64_t> early_stopping;   // patience on val_loss; 0: off
   Device device = Device::kAuto;
   Precision precision = Precision::kFp32;  // CUDA: kTf32 for TF32 GEMMs; no effect on the CPU
   bool cuda_graph = true;

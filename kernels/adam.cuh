@@ -1,5 +1,6 @@
 // Adam on the GPU: one fused kernel over the flat parameter buffer. Element arithmetic in
-// kernels/adam_math.cuh; the step size is computed on the device from the step counter.
+// kernels/adam_math.cuh; the step size is computed on the device from the step counter and the
+// learning rate, both read from device memory (a captured step follows a schedule's changes).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -10,8 +11,9 @@
 
 namespace mg::kern {
 
-// p, m, v updated in place from g, for count elements; *step is update number t - 1.
+// p, m, v updated in place from g, for count elements; *step is update number t - 1, *lr the
+// learning rate (c.lr is not read).
 void adam_update(float* p, const float* g, float* m, float* v, int64_t count, const AdamConfig& c,
-                 const int64_t* step, cudaStream_t stream);
+                 const double* lr, const int64_t* step, cudaStream_t stream);
 
 }  // namespace mg::kern

@@ -32,7 +32,7 @@ void two_steps(double tol) {
   for (int step = 0; step < 2; ++step) {
     T g[3];
     for (int i = 0; i < 3; ++i) g[i] = static_cast<T>(step == 0 ? kG1[i] : kG2[i]);
-    be.adam(p, g, m, v, 3, c, counters);
+    be.adam(p, g, m, v, 3, c, &c.lr, counters);
     be.end_step(counters, 1);
     for (int i = 0; i < 3; ++i) {
       EXPECT_NEAR(p[i], (step == 0 ? kStep1 : kStep2)[i], tol) << "step " << step << " element " << i;

@@ -489,8 +489,13 @@ TEST_P(CudaOp, AdamMatchesTheCpu) {
         auto gg = device_copy(be, g);
         const int64_t counters[kCounterCount] = {step, 0};
         be.upload(gcounters.data(), counters, kCounterCount);
-        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, gcounters.data());
-        ref.adam(p.data(), g.data(), m.data(), v.data(), count, config, counters);
+        // A learning rate of its own each step, read from device memory (as a schedule sets it).
+        const double lr = config.lr * static_cast<double>(1 + step % 3);
+        auto glr = be.alloc<double>(1);
+        be.upload(glr.data(), &lr, 1);
+        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, glr.data(),
+                gcounters.data());
+        ref.adam(p.data(), g.data(), m.data(), v.data(), count, config, &lr, counters);
       }
       const Floats p_gpu = host_copy(be, gp.data(), count), m_gpu = host_copy(be, gm.data(), count),
                    v_gpu = host_copy(be, gv.data(), count);
@@ -1101,7 +1106,9 @@ struct RunResult {
 
 // Two epochs with a partial last batch, an evaluation in between that needs bigger index buffers
 // (so the captured graphs must be retired and captured again), then the state.
-RunResult train_twice(bool graphs) {
+// second_lr > 0: the learning rate set before the second epoch (a schedule's change, after the
+// graphs were captured).
+RunResult train_twice(bool graphs, double second_lr = 0) {
   const Graph g = Graph::build(ModelSpec::parse("conv8,pool,conv16,pool,drop0.25,dense32,drop0.5"));
   const QuadrantData data(1500);
   EngineOptions opt;
@@ -1115,6 +1122,7 @@ RunResult train_twice(bool graphs) {
   r.metrics.push_back(e->train_epoch(train, 0));  // 7 batches of 64 and one of 52
   std::vector<float> probs;
   r.metrics.push_back(e->evaluate(test_idx, &probs));
+  if (second_lr > 0) e->set_learning_rate(second_lr);
   r.metrics.push_back(e->train_epoch(train, 1));
   r.params = e->parameters();
   r.probs = probs;
@@ -1141,6 +1149,17 @@ TEST_F(Cuda, GraphReplayEqualsEagerLaunchesBitForBit) {
   EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "one graph per batch size (64 and 52)";
   EXPECT_FALSE(eager.uses_graphs);
   EXPECT_EQ(eager.graphs, 0u);
+}
+
+// The learning rate is read from device memory by the captured step: set after the capture, it
+// changes what the graph computes exactly as it changes the eager launches.
+TEST_F(Cuda, ALearningRateSetAfterCaptureReachesTheGraph) {
+  const RunResult graph = train_twice(true, 3e-4), eager = train_twice(false, 3e-4),
+                  unchanged = train_twice(true);
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_NE(graph.params, unchanged.params) << "the new rate must change the second epoch";
+  EXPECT_EQ(graph.metrics[0].loss, unchanged.metrics[0].loss) << "the first epoch is the same";
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "no recapture for a new rate";
 }
 
 TEST_F(Cuda, TrainingStateRoundTripsExactly) {

@@ -2,6 +2,8 @@
 // epoch shuffle, determinism, and that training on a small synthetic task learns.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <set>
 
@@ -226,6 +228,45 @@ TEST(CpuEngine, ResumeFromStateIsBitwiseExact) {
   TrainingState wrong = saved;
   wrong.adam_v.pop_back();
   EXPECT_THROW(resumed->set_state(wrong), std::invalid_argument);
+}
+
+// A learning rate set between steps is the one the next step uses: Adam's first update is about
+// lr * sign(g), so twice the rate moves every parameter twice as far.
+TEST(CpuEngine, SetLearningRateScalesTheNextUpdate) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,dense16"), Shape{1, 8, 8}, 4);
+  const Quadrants data(64);
+  const std::vector<int32_t> batch = [] {
+    std::vector<int32_t> v(32);
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }();
+  EngineOptions opt;
+  opt.batch_size = 32;
+  const Dataset ds{data.images.data(), data.labels.data(), 64, Shape{1, 8, 8}};
+  auto moved = [&](double lr) {
+    auto e = make_cpu_engine(g, opt);
+    e->set_dataset(ds);
+    EXPECT_EQ(e->learning_rate(), opt.adam.lr);
+    const std::vector<float> p0 = e->parameters();
+    if (lr != opt.adam.lr) e->set_learning_rate(lr);
+    EXPECT_EQ(e->learning_rate(), lr);
+    e->train_epoch(batch, 0);
+    const std::vector<float> p1 = e->parameters();
+    std::vector<double> d(p0.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = static_cast<double>(p1[i]) - p0[i];
+    return d;
+  };
+  const std::vector<double> base = moved(opt.adam.lr), twice = moved(2 * opt.adam.lr);
+  double worst = 0, largest = 0;
+  for (size_t i = 0; i < base.size(); ++i) {
+    worst = std::max(worst, std::abs(twice[i] - 2 * base[i]));
+    largest = std::max(largest, std::abs(base[i]));
+  }
+  EXPECT_GT(largest, 0.5 * opt.adam.lr);
+  EXPECT_LT(worst, 1e-3 * largest);
+  auto e = make_cpu_engine(g, opt);
+  EXPECT_THROW(e->set_learning_rate(0), std::invalid_argument);
+  EXPECT_THROW(e->set_learning_rate(-1e-3), std::invalid_argument);
 }
 
 TEST(CpuEngine, RejectsIndicesOutsideTheDataset) {

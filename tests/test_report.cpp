@@ -396,7 +396,7 @@ struct SyntheticRun {
     for (int e = 0; e < epochs; ++e) {
       const double t = 1.0 - std::exp(-0.6 * (e + 1));
       report.history.push_back({e, 0.6 * (1 - t) + 0.03, 0.80 + 0.19 * t, 0.4 * (1 - t) + 0.04,
-                                0.85 + 0.135 * t, 10.0 + 0.1 * e});
+                                0.85 + 0.135 * t, 10.0 + 0.1 * e, 1e-3 * std::pow(0.5, e)});
       report.train_seconds += 10.0 + 0.1 * e;
     }
     // Softmax outputs: mostly right and confident, about one in eight wrong.
@@ -533,19 +533,20 @@ TEST(ReportFiles, WritesEveryFile) {
   std::vector<std::string> lines;
   for (std::string l; std::getline(csv, l);) lines.push_back(l);
   ASSERT_EQ(lines.size(), run.report.history.size() + 1);
-  EXPECT_EQ(lines[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+  EXPECT_EQ(lines[0], "epoch,accuracy,loss,lr,val_accuracy,val_loss");
   for (size_t e = 0; e < run.report.history.size(); ++e) {
     const EpochRecord& r = run.report.history[e];
-    double acc = 0, loss = 0, val_acc = 0, val_loss = 0;
+    double acc = 0, loss = 0, lr = -1, val_acc = 0, val_loss = 0;
     int epoch = -1;
-    ASSERT_EQ(std::sscanf(lines[e + 1].c_str(), "%d,%lf,%lf,%lf,%lf", &epoch, &acc, &loss, &val_acc,
-                          &val_loss),
-              5)
+    ASSERT_EQ(std::sscanf(lines[e + 1].c_str(), "%d,%lf,%lf,%lf,%lf,%lf", &epoch, &acc, &loss, &lr,
+                          &val_acc, &val_loss),
+              6)
         << lines[e + 1];
     EXPECT_EQ(epoch, static_cast<int>(e));
     // Shortest round-trip printing: the values read back exactly.
     EXPECT_EQ(acc, r.accuracy);
     EXPECT_EQ(loss, r.loss);
+    EXPECT_EQ(lr, r.lr);
     EXPECT_EQ(val_acc, r.val_accuracy);
     EXPECT_EQ(val_loss, r.val_loss);
   }
