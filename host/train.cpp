@@ -146,7 +146,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
                           meta.epochs_done, history});
   }
   double train_seconds = 0, eval_seconds = 0;
-  for (int64_t epoch = meta.epochs_done; epoch < o.epochs; ++epoch) {
+  const int64_t first_epoch = meta.epochs_done;
+  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
     EpochProgress progress(out, live, [&] { return engine->running_metrics(); });
     const auto t0 = Clock::now();
@@ -164,7 +165,15 @@ void run_train(const TrainOptions& o, std::ostream& out) {
     history.push_back(
         {static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds});
     meta.epochs_done = epoch + 1;
-    save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
+    try {
+      save_checkpoint(run_dir / kCheckpointName, graph, engine->state(), meta);
+    } catch (const CheckpointError& e) {
+      // The save is atomic (host/atomic_file.hpp): the previous epoch's file is still there.
+      if (epoch == first_epoch) throw;
+      throw CheckpointError(std::string(e.what()) + "; " + (run_dir / kCheckpointName).string() +
+                            " still holds epoch " + std::to_string(epoch) +
+                            " (--resume continues from it)");
+    }
     if (o.observer) o.observer->on_epoch(history.back());
   }
 
