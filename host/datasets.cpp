@@ -352,8 +352,8 @@ NpzSplit read_npz_split(zip_t* zip, const fs::path& file, const std::string& suf
 
 struct Place {
   fs::path dir;
-  std::string origin;        // why it is searched, for the not-found message
-  bool given = false;        // named explicitly: used as it is or refused
+  std::string origin;  // why it is searched, for the not-found message
+  bool given = false;  // named explicitly: used as it is or refused
 };
 
 std::vector<Place> places(DatasetKind kind, const DataLocation& where) {
@@ -495,7 +495,6 @@ std::string not_found_message(DatasetKind kind, const DataLocation& where,
   return msg;
 }
 
-
 // A folder given explicitly holds no complete set: at most three lines, naming what is missing.
 std::string refused_message(DatasetKind kind, const Place& place, const std::string& note,
                             const std::vector<Partial>& partial) {
@@ -519,19 +518,19 @@ std::string refused_message(DatasetKind kind, const Place& place, const std::str
            " is used as it is, never completed by a download: add the missing files, or " +
            fallback + ".";
   }
-  std::string msg = pretty_name(kind) + " not found in " + place.dir.string() + " (" + given +
-                    "): " + note;
+  std::string msg =
+      pretty_name(kind) + " not found in " + place.dir.string() + " (" + given + "): " + note;
   msg += mnist ? "\nIt must hold the four IDX files (train-images-idx3-ubyte,"
                  " train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; raw"
                  " or .gz), or mnist.npz (Keras), or MNIST/raw/ (torchvision)."
                : "\nIt must hold the four IDX files (train-images-idx3-ubyte,"
                  " train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; raw"
                  " or .gz), or fashion-mnist/ (Keras), or FashionMNIST/raw/ (torchvision).";
-  msg += mnist ? "\nTo get it: run tools/get_mnist.sh " + place.dir.string() + ", or " + fallback +
-                     "."
-               : "\nTo get it: apt-get install dataset-fashion-mnist (installs"
-                 " /usr/share/datasets/fashion-mnist), or " +
-                     fallback + ".";
+  msg +=
+      mnist ? "\nTo get it: run tools/get_mnist.sh " + place.dir.string() + ", or " + fallback + "."
+            : "\nTo get it: apt-get install dataset-fashion-mnist (installs"
+              " /usr/share/datasets/fashion-mnist), or " +
+                  fallback + ".";
   return msg;
 }
 
@@ -563,8 +562,8 @@ std::optional<std::string> published_mismatch(LabeledImages& d, DatasetKind kind
     return std::nullopt;
   }
   const std::array<std::string, 4> got = raw_idx_sha256(d);
-  const DatasetKind other = kind == DatasetKind::kMnist ? DatasetKind::kFashionMnist
-                                                        : DatasetKind::kMnist;
+  const DatasetKind other =
+      kind == DatasetKind::kMnist ? DatasetKind::kFashionMnist : DatasetKind::kMnist;
   if (got == published_sha256(kind)) {
     d.verified = true;
     return std::nullopt;
@@ -576,7 +575,8 @@ std::optional<std::string> published_mismatch(LabeledImages& d, DatasetKind kind
   } else {
     std::string differ;
     for (size_t i = 0; i < kIdxNames.size(); ++i) {
-      if (got[i] != published_sha256(kind)[i]) differ += (differ.empty() ? "" : ", ") + std::string(kIdxNames[i]);
+      if (got[i] != published_sha256(kind)[i])
+        differ += (differ.empty() ? "" : ", ") + std::string(kIdxNames[i]);
     }
     problem = d.source + ": has " + pretty_name(kind) + "'s sizes but not its SHA-256 (" + differ +
               " differ" + (differ.find(',') == std::string::npos ? "s" : "") +

@@ -166,7 +166,8 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
 Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
 
 void Sha256::update(const void* data, size_t n) {
-  if (EVP_DigestUpdate(ctx_, data, n) != 1) throw std::runtime_error("OpenSSL: SHA-256 update failed");
+  if (EVP_DigestUpdate(ctx_, data, n) != 1)
+    throw std::runtime_error("OpenSSL: SHA-256 update failed");
 }
 
 std::string Sha256::hex() {

@@ -374,7 +374,8 @@ TEST_F(AtomicSave, UnwritableDirectoryLeavesThePreviousFile) {
 TEST_F(AtomicSave, FileSizeLimitLeavesThePreviousFileAndNoTemporary) {
   rlimit old{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-  struct sigaction ignore {}, old_action {};
+  struct sigaction ignore = {};
+  struct sigaction old_action = {};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
   rlimit low = old;

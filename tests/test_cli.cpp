@@ -105,8 +105,8 @@ TEST_F(Cli, IncompleteDataFolderIsRefusedAndLeftAsItWas) {
        {env + MNIST_GPU_BINARY + " train --device cpu --data " + d.string(),
         env + "MNIST_GPU_DATA=" + d.string() + " " + MNIST_GPU_BINARY + " train --device cpu"}) {
     SCOPED_TRACE(command);
-    const std::string cmd = command + " >" + (dir_ / "out").string() + " 2>" +
-                            (dir_ / "err").string() + " </dev/null";
+    const std::string cmd =
+        command + " >" + (dir_ / "out").string() + " 2>" + (dir_ / "err").string() + " </dev/null";
     const int status = std::system(cmd.c_str());
     const std::string err = slurp(dir_ / "err");
     ASSERT_TRUE(WIFEXITED(status));

@@ -514,10 +514,10 @@ TEST_F(DatasetSearch, DataDirIsTheOnlyPlace) {
     FAIL() << "--data must be the only place looked in";
   } catch (const DataError& e) {
     const std::string what = e.what();
-    EXPECT_EQ(what.rfind("MNIST not found in " + (dir_ / "empty").string() +
-                             " (--data): nothing usable\n",
-                         0),
-              0u)
+    EXPECT_EQ(
+        what.rfind(
+            "MNIST not found in " + (dir_ / "empty").string() + " (--data): nothing usable\n", 0),
+        0u)
         << what;
     EXPECT_EQ(what.find("./data/mnist  ["), std::string::npos) << what;
   }
@@ -549,8 +549,7 @@ TEST_F(DatasetSearch, NothingFoundListsEveryPlace) {
     for (const fs::path& p : search_paths(DatasetKind::kMnist, {})) {
       EXPECT_NE(what.find("\n  " + p.string() + "  ["), std::string::npos) << p << "\n" << what;
     }
-    EXPECT_NE(what.find("./data/mnist  [./data/mnist]: does not exist"), std::string::npos)
-        << what;
+    EXPECT_NE(what.find("./data/mnist  [./data/mnist]: does not exist"), std::string::npos) << what;
     EXPECT_NE(what.find("lacks train-labels-idx1-ubyte"), std::string::npos) << what;
     EXPECT_NE(what.find("tools/get_mnist.sh"), std::string::npos) << what;
     EXPECT_NE(what.find("allow mnist_gpu to download it"), std::string::npos) << what;
@@ -597,9 +596,10 @@ TEST_F(DatasetSearch, IncompleteFolderGivenExplicitlyIsRefusedNotCompleted) {
     DatasetKind kind;
     const char* var;  // nullptr: --data
   };
-  for (const Case c : {Case{DatasetKind::kMnist, nullptr}, Case{DatasetKind::kMnist, "MNIST_GPU_DATA"},
-                       Case{DatasetKind::kFashionMnist, nullptr},
-                       Case{DatasetKind::kFashionMnist, "MNIST_GPU_FASHION_DATA"}}) {
+  for (const Case c :
+       {Case{DatasetKind::kMnist, nullptr}, Case{DatasetKind::kMnist, "MNIST_GPU_DATA"},
+        Case{DatasetKind::kFashionMnist, nullptr},
+        Case{DatasetKind::kFashionMnist, "MNIST_GPU_FASHION_DATA"}}) {
     const std::string origin = c.var ? std::string("$") + c.var : "--data";
     SCOPED_TRACE(dataset_name(c.kind) + " " + origin);
     EnvGuard env;
@@ -725,8 +725,9 @@ TEST_F(PublishedSets, RealSetsAreVerifiedAndADamagedCopyIsNamed) {
   d = load_dataset(DatasetKind::kMnist, {dir_, false});
   EXPECT_FALSE(d.verified);
   ASSERT_EQ(d.warnings.size(), 1u);
-  EXPECT_NE(d.warnings[0].find("has MNIST's sizes but not its SHA-256 (t10k-labels-idx1-ubyte differs)"),
-            std::string::npos)
+  EXPECT_NE(
+      d.warnings[0].find("has MNIST's sizes but not its SHA-256 (t10k-labels-idx1-ubyte differs)"),
+      std::string::npos)
       << d.warnings[0];
   EXPECT_THROW(load_dataset(DatasetKind::kMnist, {dir_, false, true}), DataError);
 

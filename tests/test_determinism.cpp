@@ -9,18 +9,18 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/cpu_ops.hpp"
 #include "engine/engine.hpp"
 #include "engine/graph.hpp"
 #include "engine/model_spec.hpp"
-#include "engine/cpu_ops.hpp"
 
 namespace mg {
 namespace {
@@ -70,7 +70,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 size_t differing(const std::vector<float>& a, const std::vector<float>& b) {
   size_t n = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
   return n;
 }
 
@@ -130,7 +131,8 @@ INSTANTIATE_TEST_SUITE_P(Models, Determinism,
                                            "conv3,pool,conv5,pool,drop0.3,dense12,drop0.5"),
                          [](const auto& param) { return "model" + std::to_string(param.index); });
 
-// ---- each CPU op of ours, at 1 and 2 threads -----------------------------------------------------
+// ---- each CPU op of ours, at 1 and 2 threads
+// -----------------------------------------------------
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -210,7 +212,8 @@ TEST(CpuOps, SameBitsAtOneAndTwoThreads) {
   for (int64_t i = 0; i < samples; ++i) labels[i] = static_cast<int32_t>((i * 7) % classes);
   expect_thread_count_independent("softmax_xent", [&] {
     std::vector<float> dl(logits.size(), nan);
-    const cpu::LossSums s = cpu::softmax_xent(logits.data(), labels.data(), samples, classes, dl.data());
+    const cpu::LossSums s =
+        cpu::softmax_xent(logits.data(), labels.data(), samples, classes, dl.data());
     // The double loss as two floats (high part and remainder), so every bit is compared.
     const auto hi = static_cast<float>(s.loss);
     dl.push_back(hi);
