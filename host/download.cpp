@@ -38,42 +38,6 @@ constexpr long kLowSpeedTimeS = 15;
 // Far above any file we fetch (MNIST's largest .gz is 9.9 MB); stops a server that never ends.
 constexpr curl_off_t kMaxBytes = curl_off_t{1} << 30;
 
-// ---- SHA-256 ---------------------------------------------------------------------------------
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
-      throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
-    }
-  }
-  void update(const void* data, size_t n) {
-    if (EVP_DigestUpdate(ctx_.get(), data, n) != 1) {
-      throw std::runtime_error("OpenSSL: SHA-256 update failed");
-    }
-  }
-  std::string hex() {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx_.get(), digest.data(), &len) != 1) {
-      throw std::runtime_error("OpenSSL: SHA-256 final failed");
-    }
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) {
-      out += kDigits[digest[i] >> 4];
-      out += kDigits[digest[i] & 15];
-    }
-    return out;
-  }
-
- private:
-  struct Free {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
-};
-
 std::string normalized_sha256(std::string_view hex) {
   std::string out(hex);
   const bool ok = out.size() == 64 && std::all_of(out.begin(), out.end(), [](char c) {
@@ -191,6 +155,35 @@ std::string file_name_of(const std::string& url) {
 }
 
 }  // namespace
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    EVP_MD_CTX_free(ctx_);
+    throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
+  }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::update(const void* data, size_t n) {
+  if (EVP_DigestUpdate(ctx_, data, n) != 1)
+    throw std::runtime_error("OpenSSL: SHA-256 update failed");
+}
+
+std::string Sha256::hex() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_, digest.data(), &len) != 1) {
+    throw std::runtime_error("OpenSSL: SHA-256 final failed");
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kDigits[digest[i] >> 4];
+    out += kDigits[digest[i] & 15];
+  }
+  return out;
+}
 
 std::string sha256_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

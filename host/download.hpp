@@ -4,12 +4,15 @@
 // by a bad one. See docs/data.md.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "host/idx.hpp"
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
 namespace mg {
 
@@ -18,6 +21,20 @@ namespace mg {
 class DownloadError : public DataError {
  public:
   using DataError::DataError;
+};
+
+// Incremental SHA-256 (OpenSSL EVP); throws std::runtime_error if OpenSSL fails.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(const void* data, size_t n);
+  std::string hex();  // lower-case hex of all the bytes given; call once
+
+ private:
+  evp_md_ctx_st* ctx_;
 };
 
 // Lower-case hex SHA-256 of a file's bytes (OpenSSL EVP). Throws DataError if it cannot be read.

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <csignal>
 #include <iostream>
 #include <map>
 
@@ -45,16 +46,23 @@ mg::Device to_device(std::string name) {
 void add_data(CLI::App* cmd, mg::DataOptions& data, std::string& dir, const char* dataset_help) {
   cmd->add_option("--data", dir,
                   "folder with the dataset: IDX files (raw or .gz), Keras' mnist.npz, or "
-                  "torchvision's MNIST/raw/ (default: search $MNIST_GPU_DATA, ./data/<dataset>, "
-                  "the Keras cache; MNIST is downloaded when found nowhere)");
+                  "torchvision's MNIST/raw/; used as it is, never downloaded into (default: "
+                  "$MNIST_GPU_DATA, likewise; else search ./data/<dataset>, the Keras cache; "
+                  "MNIST is downloaded into ./data/mnist when found nowhere)");
   cmd->add_option("--dataset", data.dataset, dataset_help)
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
   cmd->add_flag("!--no-download", data.allow_download, "never download missing files");
+  cmd->add_flag("--strict-data", data.strict,
+                "refuse a set with the sizes of MNIST or Fashion-MNIST but not their SHA-256 "
+                "(by default a warning)");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (RLIMIT_FSIZE) then fails with EFBIG and is reported like a
+  // full disk, naming the file, instead of the process being killed by SIGXFSZ mid-save.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"mnist_gpu: a from-scratch CUDA/CPU engine that trains a CNN on MNIST"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "mnist_gpu 0.1.0");

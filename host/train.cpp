@@ -228,7 +228,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   // with save_best_only=True), counting the epochs of a resumed run's history.
   double best_val_accuracy = -1;
   for (const EpochRecord& r : history) best_val_accuracy = std::max(best_val_accuracy, r.val_accuracy);
-  for (int64_t epoch = meta.epochs_done; epoch < o.epochs; ++epoch) {
+  const int64_t first_epoch = meta.epochs_done;
+  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     const double lr = controls.lr_for(epoch);
     engine->set_learning_rate(lr);
     out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
@@ -257,9 +258,17 @@ void run_train(const TrainOptions& o, std::ostream& out) {
     const TrainingState state = engine->state();
     if (verdict.improved) best_params = state.params;
     const bool keep_best = controls.early_stopping() && !verdict.improved;
-    save_checkpoint(run_dir / kCheckpointName, graph, state, meta,
-                    keep_best ? std::span<const float>(best_params) : std::span<const float>());
-    if (val.accuracy > best_val_accuracy) {
+    try {
+      save_checkpoint(run_dir / kCheckpointName, graph, state, meta,
+                      keep_best ? std::span<const float>(best_params) : std::span<const float>());
+    } catch (const CheckpointError& e) {
+      // The save is atomic (host/atomic_file.hpp): the previous epoch's file is still there.
+      if (epoch == first_epoch) throw;
+      throw CheckpointError(std::string(e.what()) + "; " + (run_dir / kCheckpointName).string() +
+                            " still holds epoch " + std::to_string(epoch) +
+                            " (--resume continues from it)");
+    }
+    if (val.accuracy > best_val_accuracy) {  // an error here names best.safetensors
       best_val_accuracy = val.accuracy;
       save_checkpoint(run_dir / kBestCheckpointName, graph, state, meta);
     }

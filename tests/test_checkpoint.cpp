@@ -2,9 +2,11 @@
 // (and none but CheckpointError for random corruption), other writers' layouts, and PyTorch
 // reading our files to the same predictions.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -364,6 +366,32 @@ TEST_F(AtomicSave, UnwritableDirectoryLeavesThePreviousFile) {
   EXPECT_THROW(save_checkpoint(target_, g_, random_state(g_, 5), meta_for(g_)), CheckpointError);
   fs::permissions(dir_.path(), fs::perms::owner_write, fs::perm_options::add);
   expect_untouched();
+}
+
+// A full disk, played by a file-size limit (RLIMIT_FSIZE) below the checkpoint's size: with
+// SIGXFSZ ignored (as mnist_gpu does) the write fails with EFBIG. The save is one clear error
+// naming the file, the previous checkpoint is intact and loads, no temporary file is left.
+TEST_F(AtomicSave, FileSizeLimitLeavesThePreviousFileAndNoTemporary) {
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct sigaction ignore = {};
+  struct sigaction old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  rlimit low = old;
+  low.rlim_cur = before_.size() / 2;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &low), 0);
+  std::string what;
+  try {
+    save_checkpoint(target_, g_, random_state(g_, 5), meta_for(g_));
+  } catch (const CheckpointError& e) {
+    what = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::sigaction(SIGXFSZ, &old_action, nullptr);
+  EXPECT_EQ(what, target_.string() + ": write failed (File too large)");
+  expect_untouched();
+  EXPECT_EQ(load_checkpoint(target_).state.params, good_.params);
 }
 
 TEST_F(AtomicSave, ASecondSaveReplacesTheFirst) {

@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace mg {
 namespace {
@@ -79,6 +82,41 @@ TEST_F(Cli, MissingDataFolderSaysWhereItLookedAndHowToGetIt) {
   EXPECT_NE(r.err.find((dir_ / "nowhere").string()), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("get_mnist.sh"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "nowhere"));
+}
+
+// A folder given with --data or $MNIST_GPU_DATA that lacks a file is refused as it is, download
+// allowed or not: at most three lines naming the file, nothing fetched or printed about fetching,
+// the folder left as it was (the mirror is unreachable in case anything tried).
+TEST_F(Cli, IncompleteDataFolderIsRefusedAndLeftAsItWas) {
+  const fs::path d = data_with_train_images(
+      std::string("\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c", 16) +
+      std::string(784, '\x20'));
+  fs::remove(d / "t10k-labels-idx1-ubyte");
+  auto listing = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const std::vector<std::string> before = listing();
+  ASSERT_EQ(before.size(), 3u);
+  const std::string env = "env MNIST_GPU_MIRROR=http://127.0.0.1:9/ ";
+  for (const std::string& command :
+       {env + MNIST_GPU_BINARY + " train --device cpu --data " + d.string(),
+        env + "MNIST_GPU_DATA=" + d.string() + " " + MNIST_GPU_BINARY + " train --device cpu"}) {
+    SCOPED_TRACE(command);
+    const std::string cmd =
+        command + " >" + (dir_ / "out").string() + " 2>" + (dir_ / "err").string() + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    const std::string err = slurp(dir_ / "err");
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1) << err;
+    EXPECT_LE(std::count(err.begin(), err.end(), '\n'), 3) << err;
+    EXPECT_NE(err.find("lacks t10k-labels-idx1-ubyte"), std::string::npos) << err;
+    EXPECT_EQ(err.find("downloading"), std::string::npos) << err;
+    EXPECT_EQ(err.find("http"), std::string::npos) << err;
+    EXPECT_EQ(listing(), before);
+  }
 }
 
 TEST_F(Cli, WrongMagicNamesTheFile) {

@@ -7,11 +7,13 @@
 #include <zip.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "host/datasets.hpp"
+#include "host/download.hpp"
 
 namespace mg {
 namespace {
@@ -427,16 +430,18 @@ TEST_F(DatasetSearch, PathsInOrder) {
   EXPECT_EQ(search_paths(DatasetKind::kMnist, {}), (P{"./data/mnist", keras}));
   EXPECT_EQ(search_paths(DatasetKind::kFashionMnist, {}),
             (P{"./data/fashion-mnist", keras, "/usr/share/datasets/fashion-mnist"}));
-  env_.set("MNIST_GPU_DATA", (dir_ / "env").string());
   env_.set("KERAS_HOME", (dir_ / "kh").string());
   EXPECT_EQ(search_paths(DatasetKind::kMnist, {}),
-            (P{dir_ / "env", "./data/mnist", dir_ / "kh" / "datasets", keras}));
+            (P{"./data/mnist", dir_ / "kh" / "datasets", keras}));
+  // A folder given explicitly is the only place looked in: --data, else the variable.
+  env_.set("MNIST_GPU_DATA", (dir_ / "env").string());
+  EXPECT_EQ(search_paths(DatasetKind::kMnist, {}), (P{dir_ / "env"}));
   EXPECT_EQ(search_paths(DatasetKind::kMnist, {dir_ / "only"}), (P{dir_ / "only"}));
   EXPECT_EQ(search_paths(DatasetKind::kFashionMnist, {dir_ / "only"}), (P{dir_ / "only"}));
   // Fashion-MNIST has its own variable: MNIST's directory is never read as Fashion-MNIST.
   EXPECT_EQ(search_paths(DatasetKind::kFashionMnist, {}).front(), "./data/fashion-mnist");
   env_.set("MNIST_GPU_FASHION_DATA", (dir_ / "fenv").string());
-  EXPECT_EQ(search_paths(DatasetKind::kFashionMnist, {}).front(), dir_ / "fenv");
+  EXPECT_EQ(search_paths(DatasetKind::kFashionMnist, {}), (P{dir_ / "fenv"}));
 }
 
 TEST_F(DatasetSearch, DataDirIdxNpzAndTorchvision) {
@@ -486,7 +491,10 @@ TEST_F(DatasetSearch, EnvBeforeLocalBeforeKeras) {
   env_.set("KERAS_HOME", (dir_ / "kh").string());
 
   expect_same(load_dataset(DatasetKind::kMnist, no_download()), env_data);
+  // $MNIST_GPU_DATA is used as it is or refused: gone, it is an error, not a fallback.
   fs::remove_all(dir_ / "env");
+  EXPECT_THROW(load_dataset(DatasetKind::kMnist, no_download()), DataError);
+  env_.set("MNIST_GPU_DATA", std::nullopt);
   LabeledImages got = load_dataset(DatasetKind::kMnist, no_download());
   expect_same(got, local);
   EXPECT_EQ(got.source, "./data/mnist (IDX files)");
@@ -506,7 +514,11 @@ TEST_F(DatasetSearch, DataDirIsTheOnlyPlace) {
     FAIL() << "--data must be the only place looked in";
   } catch (const DataError& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find((dir_ / "empty").string() + "  [--data]"), std::string::npos) << what;
+    EXPECT_EQ(
+        what.rfind(
+            "MNIST not found in " + (dir_ / "empty").string() + " (--data): nothing usable\n", 0),
+        0u)
+        << what;
     EXPECT_EQ(what.find("./data/mnist  ["), std::string::npos) << what;
   }
 }
@@ -526,7 +538,6 @@ TEST_F(DatasetSearch, BrokenFileIsAnErrorNotAFallback) {
 }
 
 TEST_F(DatasetSearch, NothingFoundListsEveryPlace) {
-  env_.set("MNIST_GPU_DATA", (dir_ / "env").string());
   env_.set("KERAS_HOME", (dir_ / "kh").string());
   // A partial set is reported, not silently ignored.
   write_file(home_ / ".keras" / "datasets" / "train-images-idx3-ubyte", {1});
@@ -538,9 +549,7 @@ TEST_F(DatasetSearch, NothingFoundListsEveryPlace) {
     for (const fs::path& p : search_paths(DatasetKind::kMnist, {})) {
       EXPECT_NE(what.find("\n  " + p.string() + "  ["), std::string::npos) << p << "\n" << what;
     }
-    EXPECT_NE(what.find((dir_ / "env").string() + "  [$MNIST_GPU_DATA]: does not exist"),
-              std::string::npos)
-        << what;
+    EXPECT_NE(what.find("./data/mnist  [./data/mnist]: does not exist"), std::string::npos) << what;
     EXPECT_NE(what.find("lacks train-labels-idx1-ubyte"), std::string::npos) << what;
     EXPECT_NE(what.find("tools/get_mnist.sh"), std::string::npos) << what;
     EXPECT_NE(what.find("allow mnist_gpu to download it"), std::string::npos) << what;
@@ -557,6 +566,182 @@ TEST_F(DatasetSearch, FashionNothingFoundSaysHowToInstall) {
     EXPECT_EQ(what.rfind("Fashion-MNIST not found", 0), 0u) << what;
     EXPECT_NE(what.find("apt-get install dataset-fashion-mnist"), std::string::npos) << what;
   }
+}
+
+// ---- folders given explicitly ------------------------------------------------------------------
+
+// Names and sizes of the files under dir, to show that a refused folder is left as it was.
+std::map<std::string, uintmax_t> listing(const fs::path& dir) {
+  std::map<std::string, uintmax_t> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    out[fs::relative(e.path(), dir).string()] = e.is_regular_file() ? e.file_size() : 0;
+  }
+  return out;
+}
+
+int64_t line_count(const std::string& text) {
+  return 1 + std::count(text.begin(), text.end(), '\n');
+}
+
+// A Fashion-MNIST-like folder lacking its test labels, given by --data or the variable, with the
+// download allowed: refused in at most three lines naming the file, nothing fetched (the mirror
+// is unreachable, and nothing may even be tried: no output), the folder unchanged.
+TEST_F(DatasetSearch, IncompleteFolderGivenExplicitlyIsRefusedNotCompleted) {
+  const fs::path given = dir_ / "given";
+  write_idx_set(given, Synthetic(30));
+  fs::remove(given / "t10k-labels-idx1-ubyte");
+  write_idx_set(cwd_ / "data" / "mnist", Synthetic(31));  // never a fallback
+  const auto before = listing(given);
+  struct Case {
+    DatasetKind kind;
+    const char* var;  // nullptr: --data
+  };
+  for (const Case c :
+       {Case{DatasetKind::kMnist, nullptr}, Case{DatasetKind::kMnist, "MNIST_GPU_DATA"},
+        Case{DatasetKind::kFashionMnist, nullptr},
+        Case{DatasetKind::kFashionMnist, "MNIST_GPU_FASHION_DATA"}}) {
+    const std::string origin = c.var ? std::string("$") + c.var : "--data";
+    SCOPED_TRACE(dataset_name(c.kind) + " " + origin);
+    EnvGuard env;
+    DataLocation where{std::nullopt, /*allow_download=*/true};
+    if (c.var) {
+      env.set(c.var, given.string());
+    } else {
+      where.dir = given;
+    }
+    ::testing::internal::CaptureStderr();
+    try {
+      load_dataset(c.kind, where);
+      ::testing::internal::GetCapturedStderr();
+      ADD_FAILURE() << "an incomplete folder was used";
+    } catch (const DataError& e) {
+      EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+      const std::string what = e.what();
+      EXPECT_LE(line_count(what), 3) << what;
+      EXPECT_NE(what.find(given.string() + " (" + origin +
+                          ") is incomplete: it lacks t10k-labels-idx1-ubyte (raw or .gz)"),
+                std::string::npos)
+          << what;
+      EXPECT_NE(what.find("never completed by a download"), std::string::npos) << what;
+    }
+    EXPECT_EQ(listing(given), before);
+  }
+}
+
+TEST_F(DatasetSearch, MissingFolderGivenExplicitlyIsRefusedNotCreated) {
+  write_idx_set(cwd_ / "data" / "mnist", Synthetic(32));  // never a fallback
+  env_.set("MNIST_GPU_DATA", (dir_ / "nowhere").string());
+  ::testing::internal::CaptureStderr();
+  try {
+    load_dataset(DatasetKind::kMnist, {std::nullopt, /*allow_download=*/true});
+    ::testing::internal::GetCapturedStderr();
+    FAIL() << "a missing $MNIST_GPU_DATA was not refused";
+  } catch (const DataError& e) {
+    EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+    const std::string what = e.what();
+    EXPECT_LE(line_count(what), 3) << what;
+    EXPECT_EQ(what.rfind("MNIST not found in " + (dir_ / "nowhere").string() +
+                             " ($MNIST_GPU_DATA): does not exist\n",
+                         0),
+              0u)
+        << what;
+    EXPECT_NE(what.find("unset $MNIST_GPU_DATA"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "nowhere"));
+}
+
+// ---- the published sets ------------------------------------------------------------------------
+
+class PublishedSets : public Scratch {};
+
+TEST_F(PublishedSets, RawIdxSha256IsTheHashOfEachRawFile) {
+  const Synthetic a(40, 5, 3);
+  write_idx_set(dir_, a, /*gz=*/false);
+  const LabeledImages d = load_dataset(DatasetKind::kMnist, {dir_, false});
+  const std::array<std::string, 4> got = raw_idx_sha256(d);
+  const char* names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(got[i], sha256_file(dir_ / names[i])) << names[i];
+  EXPECT_FALSE(d.verified);
+  EXPECT_TRUE(d.warnings.empty()) << "custom sizes are not compared";
+}
+
+// 60,000 + 10,000 blank images with made-up labels: MNIST's sizes, none of its hashes.
+TEST_F(PublishedSets, PublishedSizesWithOtherBytesWarnOrWithStrictFail) {
+  Synthetic blank(0, 0, 0);
+  blank.train = 60'000;
+  blank.test = 10'000;
+  blank.x_train.assign(60'000 * kPixels, 0);
+  blank.x_test.assign(10'000 * kPixels, 0);
+  for (int64_t i = 0; i < 60'000; ++i) blank.y_train.push_back(static_cast<uint8_t>(i % 10));
+  for (int64_t i = 0; i < 10'000; ++i) blank.y_test.push_back(static_cast<uint8_t>(i % 10));
+  write_idx_set(dir_, blank);
+  for (const DatasetKind kind : {DatasetKind::kMnist, DatasetKind::kFashionMnist}) {
+    SCOPED_TRACE(dataset_name(kind));
+    const LabeledImages d = load_dataset(kind, {dir_, false});
+    EXPECT_FALSE(d.verified);
+    ASSERT_EQ(d.warnings.size(), 1u);
+    const std::string& w = d.warnings[0];
+    const std::string name = kind == DatasetKind::kMnist ? "MNIST" : "Fashion-MNIST";
+    EXPECT_EQ(w.rfind(d.source + ": has " + name + "'s sizes but not its SHA-256 (", 0), 0u) << w;
+    for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+      EXPECT_NE(w.find(f), std::string::npos) << f << ": " << w;
+    }
+    EXPECT_NE(w.find("--strict-data refuses it"), std::string::npos) << w;
+    EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+    try {
+      load_dataset(kind, {dir_, false, /*strict=*/true});
+      ADD_FAILURE() << "--strict-data accepted it";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("has " + name + "'s sizes but not its SHA-256"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// The real files where this machine has them: verified as themselves, the one the other's, and
+// a copy with one label changed named by the file that differs.
+TEST_F(PublishedSets, RealSetsAreVerifiedAndADamagedCopyIsNamed) {
+  const fs::path mnist = fs::path(MNIST_GPU_SOURCE_DIR) / "data" / "mnist";
+  const fs::path fashion = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(mnist / "t10k-labels-idx1-ubyte")) {
+    GTEST_SKIP() << mnist << " has no raw MNIST (run tools/get_mnist.sh)";
+  }
+  LabeledImages d = load_dataset(DatasetKind::kMnist, {mnist, false, true});
+  EXPECT_TRUE(d.verified);
+  EXPECT_TRUE(d.warnings.empty());
+
+  for (const char* name :
+       {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"}) {
+    fs::create_symlink(fs::absolute(mnist / name), dir_ / name);
+  }
+  std::ifstream in(mnist / "t10k-labels-idx1-ubyte", std::ios::binary);
+  Bytes labels((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(labels.size(), 10'008u);
+  labels.back() = static_cast<uint8_t>((labels.back() + 1) % 10);  // still a valid label
+  write_file(dir_ / "t10k-labels-idx1-ubyte", labels);
+  d = load_dataset(DatasetKind::kMnist, {dir_, false});
+  EXPECT_FALSE(d.verified);
+  ASSERT_EQ(d.warnings.size(), 1u);
+  EXPECT_NE(
+      d.warnings[0].find("has MNIST's sizes but not its SHA-256 (t10k-labels-idx1-ubyte differs)"),
+      std::string::npos)
+      << d.warnings[0];
+  EXPECT_THROW(load_dataset(DatasetKind::kMnist, {dir_, false, true}), DataError);
+
+  if (!fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << fashion << " not installed (apt-get install dataset-fashion-mnist)";
+  }
+  d = load_dataset(DatasetKind::kFashionMnist, {fashion, false, true});
+  EXPECT_TRUE(d.verified);
+  d = load_dataset(DatasetKind::kMnist, {fashion, false});
+  ASSERT_EQ(d.warnings.size(), 1u);
+  EXPECT_NE(d.warnings[0].find("these are Fashion-MNIST's files (their SHA-256), not MNIST's: "
+                               "pass --dataset fashion-mnist"),
+            std::string::npos)
+      << d.warnings[0];
 }
 
 // ---- the real files, where installed -----------------------------------------------------------

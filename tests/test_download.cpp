@@ -338,13 +338,14 @@ TEST_F(Download, MnistFromTheMirrorOverrideIsVerified) {
 
 TEST_F(Download, LoadDatasetDownloadsWhenNothingIsFound) {
   // Nothing anywhere, the download allowed but failing (the fixture has no MNIST): the error
-  // lists the places looked in and the failed URL, and the destination gains no files.
-  const fs::path home = dest_dir_ / "home", cwd = dest_dir_ / "cwd", target = dest_dir_ / "dl";
+  // lists the places looked in and the failed URL, and the destination, the default location
+  // ./data/mnist, gains no files.
+  const fs::path home = dest_dir_ / "home", cwd = dest_dir_ / "cwd", target = cwd / "data" / "mnist";
   fs::create_directories(home);
   fs::create_directories(cwd);
   env_.set("HOME", home.string());
   env_.set("KERAS_HOME", std::nullopt);
-  env_.set("MNIST_GPU_DATA", target.string());
+  env_.set("MNIST_GPU_DATA", std::nullopt);
   env_.set("MNIST_GPU_MIRROR", base());
   env_.chdir(cwd);
   ::testing::internal::CaptureStderr();
@@ -356,10 +357,10 @@ TEST_F(Download, LoadDatasetDownloadsWhenNothingIsFound) {
     const std::string err = ::testing::internal::GetCapturedStderr();
     const std::string what = e.what();
     EXPECT_NE(what.find("not found"), std::string::npos) << what;
-    EXPECT_NE(what.find(target.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("./data/mnist"), std::string::npos) << what;
     EXPECT_NE(what.find("The download failed"), std::string::npos) << what;
     EXPECT_NE(what.find(base() + "train-images-idx3-ubyte.gz"), std::string::npos) << what;
-    EXPECT_NE(err.find("downloading it into " + target.string()), std::string::npos) << err;
+    EXPECT_NE(err.find("downloading it into ./data/mnist"), std::string::npos) << err;
   }
   EXPECT_FALSE(fs::exists(target)) << "the folder made for the failed download is left behind";
 }
