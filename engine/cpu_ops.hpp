@@ -28,7 +28,7 @@ struct ConvDims {
   int64_t oh() const { return h + 2 * pad - kernel + 1; }
   int64_t ow() const { return w + 2 * pad - kernel + 1; }
   int64_t taps() const { return kernel * kernel; }
-  int64_t k() const { return c_in * taps(); }     // GEMM inner size: rows of the column matrix
+  int64_t k() const { return c_in * taps(); }       // GEMM inner size: rows of the column matrix
   int64_t cols() const { return n * oh() * ow(); }  // one column per output pixel of the batch
   bool is_3x3_same() const { return kernel == 3 && pad == 1; }
 };

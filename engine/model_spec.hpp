@@ -31,8 +31,8 @@ struct LayerSpec {
   int units = 0;      // conv filters or dense width
   float rate = 0.0f;  // dropout rate
   int kernel = 3;     // conv: K of the K x K kernel (odd, 1..7)
-  bool valid = false; // conv: padding 'valid' (none) instead of 'same' ((K-1)/2 each side)
-  bool relu = true;   // conv, dense: ReLU after the layer (false for the 'n' suffix)
+  bool valid = false;  // conv: padding 'valid' (none) instead of 'same' ((K-1)/2 each side)
+  bool relu = true;    // conv, dense: ReLU after the layer (false for the 'n' suffix)
 };
 
 struct ModelSpec {

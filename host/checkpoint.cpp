@@ -58,9 +58,9 @@ std::vector<Slot> tensor_slots(const Graph& g, bool optimizer) {
   for (int b = 0; b < (optimizer ? 3 : 1); ++b) {
     for (const Layer& l : g.layers()) {
       if (!l.has_params()) continue;
-      const std::vector<int64_t> weight_shape = l.kind == LayerKind::kConv2d
-                                                    ? std::vector<int64_t>{l.out.c, l.in.c, l.kernel, l.kernel}
-                                                    : std::vector<int64_t>{l.out.c, l.in.size()};
+      const std::vector<int64_t> weight_shape =
+          l.kind == LayerKind::kConv2d ? std::vector<int64_t>{l.out.c, l.in.c, l.kernel, l.kernel}
+                                       : std::vector<int64_t>{l.out.c, l.in.size()};
       slots.push_back(
           {kBufferPrefix[b] + l.name + ".weight", weight_shape, b, l.weight_offset, l.weight_size});
       slots.push_back(
