@@ -115,6 +115,9 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
         break;
       case LayerKind::kFlatten:
         break;
+      case LayerKind::kRelu:
+        be.relu_forward(l, n, x, y);
+        break;
       case LayerKind::kDense:
         be.dense_forward(l, n, x, p + l.weight_offset, p + l.bias_offset, y);
         break;
@@ -136,6 +139,9 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
       break;
     case LayerKind::kFlatten:
       break;
+    case LayerKind::kRelu:
+      be.relu_backward(l, n, y, dy, dx);
+      break;
     case LayerKind::kDense:
       be.dense_backward(l, n, x, p + l.weight_offset, y, dy, dx, gr + l.weight_offset,
                         gr + l.bias_offset);
@@ -146,7 +152,7 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
 // The sizes of Network<>'s conv scratch: one im2col matrix per conv layer and one shared GEMM
 // scratch (see Network::plan_memory). Benchmarks allocate their own of the same sizes.
 inline int64_t conv_col_count(const Layer& l, int64_t n) {
-  return n * l.in.c * 9 * l.in.h * l.in.w;
+  return n * l.in.c * l.kernel * l.kernel * l.out.h * l.out.w;
 }
 inline int64_t conv_tmp_count(const Graph& g, int64_t n) {
   int64_t t = 1;

@@ -48,10 +48,11 @@ inline double floor_seconds(const OpCost& c, double peak_flops, double peak_byte
 inline bool has_input_grad(const Layer& l) { return l.index > 0; }
 
 inline OpCost conv_cost(const Layer& l, int64_t n, Pass pass) {
-  const double hw = static_cast<double>(l.in.h * l.in.w);
+  const double hw = static_cast<double>(l.out.h * l.out.w);
   const double in = static_cast<double>(n) * static_cast<double>(l.in.size());
   const double out = static_cast<double>(n) * static_cast<double>(l.out.size());
-  const double macs = static_cast<double>(n) * hw * static_cast<double>(l.out.c * l.in.c * 9);
+  const double macs =
+      static_cast<double>(n) * hw * static_cast<double>(l.out.c * l.in.c * l.kernel * l.kernel);
   const double w = static_cast<double>(l.weight_size), b = static_cast<double>(l.bias_size);
   OpCost c;
   if (pass == Pass::kForward) {
@@ -130,6 +131,10 @@ inline OpCost layer_cost(const Layer& l, int64_t n, Pass pass) {
       return dense_cost(l, n, pass);
     case LayerKind::kFlatten:
       return {};  // an alias: no work
+    case LayerKind::kRelu: {
+      const double e = static_cast<double>(n) * static_cast<double>(l.in.size());
+      return pass == Pass::kForward ? OpCost{e, 2 * kF32 * e} : OpCost{e, 3 * kF32 * e};
+    }
   }
   return {};
 }
@@ -142,6 +147,7 @@ inline bool has_backward(const Layer& l) {
       return true;  // parameter gradients even without dx
     case LayerKind::kMaxPool:
     case LayerKind::kDropout:
+    case LayerKind::kRelu:
       return has_input_grad(l);
     case LayerKind::kFlatten:
       return false;

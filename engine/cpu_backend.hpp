@@ -29,14 +29,14 @@ class CpuBackend {
   }
 
   static cpu::ConvDims conv_dims(const Layer& l, int64_t n) {
-    return {n, l.in.c, l.in.h, l.in.w, l.out.c};
+    return {n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad};
   }
 
   // y = relu(conv(x, w) + b): im2col, one GEMM for the batch, one fused epilogue pass.
   void conv_forward(const Layer& l, int64_t n, const T* x, const T* w, const T* b, T* y,
                     ConvScratch<T> s) {
     const cpu::ConvDims d = conv_dims(l, n);
-    cpu::im2col_3x3(x, d, s.col);
+    cpu::im2col(x, d, s.col);
     cpu::gemm(false, false, d.c_out, d.cols(), d.k(), T(1), w, d.k(), s.col, d.cols(), T(0), s.tmp,
               d.cols());
     cpu::cnhw_bias_act_to_nchw(s.tmp, b, l.relu, n, l.out.c, l.out.h * l.out.w, y);
@@ -52,7 +52,16 @@ class CpuBackend {
     if (dx == nullptr) return;
     cpu::gemm(true, false, d.k(), d.cols(), d.c_out, T(1), w, d.k(), s.tmp, d.cols(), T(0), s.col,
               d.cols());
-    cpu::col2im_3x3(s.col, d, dx);
+    cpu::col2im(s.col, d, dx);
+  }
+
+  // A ReLU layer: y = max(x, 0); dx = dy where y > 0.
+  void relu_forward(const Layer& l, int64_t n, const T* x, T* y) {
+    cpu::relu_forward(x, y, n * l.in.size());
+  }
+
+  void relu_backward(const Layer& l, int64_t n, const T* y, const T* dy, T* dx) {
+    cpu::relu_backward(y, dy, dx, n * l.in.size());
   }
 
   void pool_forward(const Layer& l, int64_t n, const T* x, T* y, int32_t* argmax) {

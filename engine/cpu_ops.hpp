@@ -20,11 +20,18 @@
 
 namespace mg::cpu {
 
-// A 3x3 'same' convolution, stride 1, over a batch.
+// A K x K convolution, stride 1, zero padding `pad` on each side, over a batch: 'same' is
+// pad = (K-1)/2 (the output keeps H x W), 'valid' is pad = 0. The default is the seed model's 3x3
+// 'same'. h, w are the input's; oh(), ow() the output's.
 struct ConvDims {
   int64_t n, c_in, h, w, c_out;
-  int64_t k() const { return c_in * 9; }       // GEMM inner size: rows of the column matrix
-  int64_t cols() const { return n * h * w; }   // one column per output pixel of the batch
+  int64_t kernel = 3, pad = 1;
+  int64_t oh() const { return h + 2 * pad - kernel + 1; }
+  int64_t ow() const { return w + 2 * pad - kernel + 1; }
+  int64_t taps() const { return kernel * kernel; }
+  int64_t k() const { return c_in * taps(); }       // GEMM inner size: rows of the column matrix
+  int64_t cols() const { return n * oh() * ow(); }  // one column per output pixel of the batch
+  bool is_3x3_same() const { return kernel == 3 && pad == 1; }
 };
 
 // col[(c*9 + ky*3 + kx), (n*H + y)*W + x] = x[n, c, y+ky-1, x+kx-1], zero outside the image.
@@ -76,6 +83,81 @@ void col2im_3x3(const T* col, const ConvDims& d, T* dx) {
         }
       }
     }
+  }
+}
+
+// The general K x K form of im2col:
+// col[(c*K*K + ky*K + kx), (n*OH + y)*OW + x] = x[n, c, y+ky-pad, x+kx-pad], zero outside.
+template <class T>
+void im2col_general(const T* x, const ConvDims& d, T* col) {
+  const int64_t hw = d.h * d.w, oh = d.oh(), ow = d.ow(), ohw = oh * ow, cols = d.cols();
+  const int64_t K = d.kernel, taps = d.taps();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t c = 0; c < d.c_in; ++c) {
+    for (int64_t kk = 0; kk < taps; ++kk) {
+      const int64_t oy = kk / K - d.pad, ox = kk % K - d.pad;
+      T* row = col + (c * taps + kk) * cols;
+      for (int64_t n = 0; n < d.n; ++n) {
+        const T* plane = x + (n * d.c_in + c) * hw;
+        for (int64_t y = 0; y < oh; ++y) {
+          T* out = row + n * ohw + y * ow;
+          const int64_t sy = y + oy;
+          if (sy < 0 || sy >= d.h) {
+            std::fill(out, out + ow, T(0));
+            continue;
+          }
+          for (int64_t x0 = 0; x0 < ow; ++x0) {
+            const int64_t sx = x0 + ox;
+            out[x0] = (sx >= 0 && sx < d.w) ? plane[sy * d.w + sx] : T(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Its adjoint as a gather: each input pixel sums the (up to K*K) columns that read it, in the
+// order kk = 0..K*K-1.
+template <class T>
+void col2im_general(const T* col, const ConvDims& d, T* dx) {
+  const int64_t hw = d.h * d.w, oh = d.oh(), ow = d.ow(), ohw = oh * ow, cols = d.cols();
+  const int64_t K = d.kernel, taps = d.taps();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < d.n; ++n) {
+    for (int64_t c = 0; c < d.c_in; ++c) {
+      T* plane = dx + (n * d.c_in + c) * hw;
+      for (int64_t y = 0; y < d.h; ++y) {
+        for (int64_t x0 = 0; x0 < d.w; ++x0) {
+          T sum = 0;
+          for (int64_t kk = 0; kk < taps; ++kk) {
+            const int64_t ty = y - (kk / K - d.pad), tx = x0 - (kk % K - d.pad);
+            if (ty < 0 || ty >= oh || tx < 0 || tx >= ow) continue;
+            sum += col[(c * taps + kk) * cols + n * ohw + ty * ow + tx];
+          }
+          plane[y * d.w + x0] = sum;
+        }
+      }
+    }
+  }
+}
+
+// What the layers call: the seed model's 3x3 'same' keeps its own loops, every other shape takes
+// the general ones (the same values: tests/test_ops.cpp checks both against a direct convolution).
+template <class T>
+void im2col(const T* x, const ConvDims& d, T* col) {
+  if (d.is_3x3_same()) {
+    im2col_3x3(x, d, col);
+  } else {
+    im2col_general(x, d, col);
+  }
+}
+
+template <class T>
+void col2im(const T* col, const ConvDims& d, T* dx) {
+  if (d.is_3x3_same()) {
+    col2im_3x3(col, d, dx);
+  } else {
+    col2im_general(col, d, dx);
   }
 }
 
@@ -146,25 +228,25 @@ void nchw_act_grad_to_cnhw(const T* y, const T* dy, bool relu, int64_t n, int64_
   }
 }
 
-// y = conv(x, w) without bias. w is [c_out, c_in, 3, 3]. col: k()*cols(), tmp: c_out*cols().
+// y = conv(x, w) without bias. w is [c_out, c_in, K, K]. col: k()*cols(), tmp: c_out*cols().
 template <class T>
 void conv2d_forward(const T* x, const T* w, T* y, const ConvDims& d, T* col, T* tmp) {
-  im2col_3x3(x, d, col);
+  im2col(x, d, col);
   gemm(false, false, d.c_out, d.cols(), d.k(), T(1), w, d.k(), col, d.cols(), T(0), tmp, d.cols());
-  cnhw_to_nchw(tmp, d.n, d.c_out, d.h * d.w, y);
+  cnhw_to_nchw(tmp, d.n, d.c_out, d.oh() * d.ow(), y);
 }
 
 // dw = dy (x) im2col(x); dx = col2im(w^T dy) when dx is not null.
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const ConvDims& d, T* col,
                      T* tmp) {
-  nchw_to_cnhw(dy, d.n, d.c_out, d.h * d.w, tmp);
-  im2col_3x3(x, d, col);
+  nchw_to_cnhw(dy, d.n, d.c_out, d.oh() * d.ow(), tmp);
+  im2col(x, d, col);
   gemm(false, true, d.c_out, d.k(), d.cols(), T(1), tmp, d.cols(), col, d.cols(), T(0), dw, d.k());
   if (dx == nullptr) return;
   // The column matrix is no longer needed: reuse it for d(col).
   gemm(true, false, d.k(), d.cols(), d.c_out, T(1), w, d.k(), tmp, d.cols(), T(0), col, d.cols());
-  col2im_3x3(col, d, dx);
+  col2im(col, d, dx);
 }
 
 // y[n, c, s] += b[c] (in place). Dense layers use s = 1.

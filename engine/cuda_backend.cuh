@@ -117,6 +117,14 @@ class CudaBackend {
                            s.tmp);
   }
 
+  void relu_forward(const Layer& l, int64_t n, const float* x, float* y) {
+    kern::relu_forward(x, y, n * l.in.size(), stream_);
+  }
+
+  void relu_backward(const Layer& l, int64_t n, const float* y, const float* dy, float* dx) {
+    kern::relu_backward(y, dy, dx, n * l.in.size(), stream_);
+  }
+
   void pool_forward(const Layer& l, int64_t n, const float* x, float* y, int32_t* argmax) {
     kern::maxpool2x2_forward(x, pool_dims(l, n), y, argmax, stream_);
   }
@@ -282,8 +290,8 @@ class CudaBackend {
     if (count < 0) throw std::invalid_argument("negative element count");
     return static_cast<size_t>(count) * sizeof(U);
   }
-  static kern::Conv3x3Dims conv_dims(const Layer& l, int64_t n) {
-    return {n, l.in.c, l.in.h, l.in.w, l.out.c};
+  static kern::ConvDims conv_dims(const Layer& l, int64_t n) {
+    return {n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad};
   }
   static kern::PoolDims pool_dims(const Layer& l, int64_t n) {
     return {n * l.in.c, l.in.h, l.in.w};

@@ -20,7 +20,7 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
   g.spec_ = spec;
   g.input_ = input;
   g.classes_ = classes;
-  int n_conv = 0, n_pool = 0, n_drop = 0, n_flat = 0, n_dense = 0;
+  int n_conv = 0, n_pool = 0, n_drop = 0, n_flat = 0, n_dense = 0, n_relu = 0;
   Shape cur = input;
   int64_t params = 0;
 
@@ -29,10 +29,19 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
     layer.in = cur;
     switch (layer.kind) {
       case LayerKind::kConv2d: {
-        layer.out = {layer.out.c, cur.h, cur.w};
-        layer.weight_size = layer.out.c * cur.c * 9;
+        const int64_t oh = cur.h + 2 * layer.pad - layer.kernel + 1;
+        const int64_t ow = cur.w + 2 * layer.pad - layer.kernel + 1;
+        if (oh < 1 || ow < 1) {
+          throw SpecError("model spec: '" + layer.name + "' would apply a " +
+                          std::to_string(layer.kernel) + "x" + std::to_string(layer.kernel) +
+                          " 'valid' kernel to a " + std::to_string(cur.h) + "x" +
+                          std::to_string(cur.w) + " map; use a smaller kernel or fewer pools");
+        }
+        layer.out = {layer.out.c, oh, ow};
+        layer.weight_size = layer.out.c * cur.c * layer.kernel * layer.kernel;
         break;
       }
+      case LayerKind::kRelu: layer.out = cur; break;
       case LayerKind::kMaxPool:
         if (cur.h < 2 || cur.w < 2) {
           throw SpecError("model spec: '" + layer.name + "' would pool a " +
@@ -66,7 +75,9 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
       case LayerKind::kConv2d:
         layer.name = keras_name("conv2d", n_conv);
         layer.out.c = s.units;
-        layer.relu = true;
+        layer.relu = s.relu;
+        layer.kernel = s.kernel;
+        layer.pad = s.valid ? 0 : (s.kernel - 1) / 2;
         break;
       case LayerKind::kMaxPool: layer.name = keras_name("max_pooling2d", n_pool); break;
       case LayerKind::kDropout:
@@ -77,6 +88,10 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
       case LayerKind::kDense:
         layer.name = keras_name("dense", n_dense);
         layer.out = {s.units, 1, 1};
+        layer.relu = s.relu;
+        break;
+      case LayerKind::kRelu:
+        layer.name = keras_name("re_lu", n_relu);
         layer.relu = true;
         break;
     }

@@ -22,10 +22,12 @@ struct Layer {
   int index = 0;  // position in the graph; also the dropout RNG's layer key
   std::string name;
   Shape in, out;
-  bool relu = false;   // conv and hidden dense layers apply ReLU to their output
+  bool relu = false;   // conv and hidden dense layers apply ReLU to their output (unless 'n')
+  int kernel = 3;      // conv: K x K kernel
+  int pad = 1;         // conv: zero padding on each side ('same': (K-1)/2, 'valid': 0)
   float rate = 0.0f;   // dropout
   // Parameters, as offsets into the flat parameter buffer (PyTorch layouts):
-  // conv weight [out.c, in.c, 3, 3], dense weight [out.c, in.size()]; bias [out.c].
+  // conv weight [out.c, in.c, K, K], dense weight [out.c, in.size()]; bias [out.c].
   int64_t weight_offset = 0, weight_size = 0;
   int64_t bias_offset = 0, bias_size = 0;
   bool has_params() const { return weight_size > 0; }

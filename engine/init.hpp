@@ -16,7 +16,7 @@ template <class T>
 void glorot_uniform_init(const Graph& graph, uint64_t seed, std::span<T> params) {
   for (const Layer& l : graph.layers()) {
     if (!l.has_params()) continue;
-    const int64_t rf = l.kind == LayerKind::kConv2d ? 9 : 1;
+    const int64_t rf = l.kind == LayerKind::kConv2d ? int64_t{l.kernel} * l.kernel : 1;
     const int64_t fan_in = (l.kind == LayerKind::kConv2d ? l.in.c : l.in.size()) * rf;
     const int64_t fan_out = l.out.c * rf;
     const double limit = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));

@@ -122,6 +122,7 @@ class Network {
           }
           break;
         case LayerKind::kFlatten: break;  // y aliases x
+        case LayerKind::kRelu: be_.relu_forward(l, n, x, y); break;
         case LayerKind::kDense:
           be_.dense_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y);
           break;
@@ -157,6 +158,9 @@ class Network {
           if (dx) be_.dropout_backward(l, n, dy, dx, seed_, counters());
           break;
         case LayerKind::kFlatten: break;
+        case LayerKind::kRelu:
+          if (dx) be_.relu_backward(l, n, y, dy, dx);
+          break;
         case LayerKind::kDense:
           be_.dense_backward(l, n, x, params() + l.weight_offset, y, dy, dx,
                              grads() + l.weight_offset, grads() + l.bias_offset);
@@ -220,7 +224,7 @@ class Network {
       }
       if (l.kind == LayerKind::kConv2d) {
         col_off[i] = col_total;
-        col_total += max_batch_ * l.in.c * 9 * l.in.h * l.in.w;
+        col_total += max_batch_ * l.in.c * l.kernel * l.kernel * l.out.h * l.out.w;
         tmp = std::max(tmp, max_batch_ * l.out.size());
       }
       if (l.kind == LayerKind::kMaxPool) arg_total += max_batch_ * l.out.size();

@@ -62,9 +62,9 @@ std::vector<Slot> tensor_slots(const Graph& g, bool optimizer, bool restore) {
     if (b == 3 && !restore) continue;
     for (const Layer& l : g.layers()) {
       if (!l.has_params()) continue;
-      const std::vector<int64_t> weight_shape = l.kind == LayerKind::kConv2d
-                                                    ? std::vector<int64_t>{l.out.c, l.in.c, 3, 3}
-                                                    : std::vector<int64_t>{l.out.c, l.in.size()};
+      const std::vector<int64_t> weight_shape =
+          l.kind == LayerKind::kConv2d ? std::vector<int64_t>{l.out.c, l.in.c, l.kernel, l.kernel}
+                                       : std::vector<int64_t>{l.out.c, l.in.size()};
       slots.push_back(
           {kBufferPrefix[b] + l.name + ".weight", weight_shape, b, l.weight_offset, l.weight_size});
       slots.push_back(

@@ -54,6 +54,7 @@ class OnnxBuilder {
       case LayerKind::kDropout: break;  // inference: the identity (Keras, PyTorch eval())
       case LayerKind::kFlatten: flatten(l.name); break;
       case LayerKind::kDense: dense(l); break;
+      case LayerKind::kRelu: break;  // l.relu: the Relu node below
     }
     if (l.relu) relu(l.name);
     if (is_classifier) softmax(l.name);
@@ -62,11 +63,13 @@ class OnnxBuilder {
   const std::string& current() const { return current_; }
 
  private:
-  // Conv2D 3x3, stride 1, 'same' (one pixel of zeros each side); weight [out, in, 3, 3].
+  // Conv2D K x K, stride 1, `pad` zeros each side ('same': (K-1)/2, 'valid': 0);
+  // weight [out, in, K, K].
   void conv2d(const Layer& l) {
-    onnx::NodeProto* n = node("Conv", l.name, {current_, weight(l, {l.out.c, l.in.c, 3, 3}), bias(l)});
-    set_ints(n, "kernel_shape", {3, 3});
-    set_ints(n, "pads", {1, 1, 1, 1});
+    const int64_t k = l.kernel, p = l.pad;
+    onnx::NodeProto* n = node("Conv", l.name, {current_, weight(l, {l.out.c, l.in.c, k, k}), bias(l)});
+    set_ints(n, "kernel_shape", {k, k});
+    set_ints(n, "pads", {p, p, p, p});
     set_ints(n, "strides", {1, 1});
   }
 

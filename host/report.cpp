@@ -32,6 +32,8 @@ const char* keras_type(LayerKind kind) {
       return "Flatten";
     case LayerKind::kDense:
       return "Dense";
+    case LayerKind::kRelu:
+      return "ReLU";
   }
   return "Layer";
 }

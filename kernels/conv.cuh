@@ -1,6 +1,7 @@
-// The 3x3 'same' convolution on the GPU: im2col and col2im kernels, the fused output and
-// output-gradient kernels, and the layer as the backend calls it. Element arithmetic lives in
-// kernels/conv_math.cuh. All launches go to `stream`; nothing synchronizes.
+// The K x K convolution (stride 1, 'same' or 'valid' zero padding) on the GPU: im2col and col2im
+// kernels, the fused output and output-gradient kernels, and the layer as the backend calls it.
+// Element arithmetic lives in kernels/conv_math.cuh. All launches go to `stream`; nothing
+// synchronizes.
 #pragma once
 
 #include <cublas_v2.h>
@@ -13,10 +14,15 @@
 namespace mg::kern {
 
 // col [k(), cols()] = im2col(x): one thread per column entry.
-void im2col_3x3(const float* x, const Conv3x3Dims& d, float* col, cudaStream_t stream);
+void im2col_3x3(const float* x, const ConvDims& d, float* col, cudaStream_t stream);
 
 // dx [n, c_in, h, w] = col2im(col): a gather, one thread per input element, no atomics.
-void col2im_3x3(const float* col, const Conv3x3Dims& d, float* dx, cudaStream_t stream);
+void col2im_3x3(const float* col, const ConvDims& d, float* dx, cudaStream_t stream);
+
+// The same for any ConvDims: the 3x3 'same' kernels above when d.is_3x3_same(), else the general
+// K x K ones (im2col_at, col2im_at).
+void im2col(const float* x, const ConvDims& d, float* col, cudaStream_t stream);
+void col2im(const float* col, const ConvDims& d, float* dx, cudaStream_t stream);
 
 // y [n, c, s] = relu?(permute(tmp [c, n, s]) + b): the GEMM's epilogue in one pass.
 void conv_output(const float* tmp, const float* b, int64_t n, int64_t c, int64_t s, bool relu,
@@ -28,9 +34,9 @@ void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, in
                        float* dy_cn, float* db, cudaStream_t stream);
 
 // y = relu?(conv(x, w) + b): im2col -> one SGEMM for the whole batch -> conv_output.
-// w is [c_out, c_in, 3, 3]; col holds k()*cols() floats and keeps im2col(x) for the backward pass;
-// tmp holds c_out*cols().
-void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const Conv3x3Dims& d, bool relu,
+// Any K and padding (the name is the seed model's). w is [c_out, c_in, K, K]; col holds k()*cols()
+// floats and keeps im2col(x) for the backward pass; tmp holds c_out*cols().
+void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
                      const float* x, const float* w, const float* b, float* y, float* col,
                      float* tmp);
 
@@ -38,7 +44,7 @@ void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const Conv3x3Di
 // dx = col2im(w^T * dy_cn). col must hold im2col(x) as conv3x3_forward left it (Network gives each
 // conv layer its own); it is overwritten with d(col) when dx is wanted. Gradients are overwritten,
 // never accumulated; dy is left unchanged.
-void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const Conv3x3Dims& d, bool relu,
+void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
                       const float* w, const float* y, const float* dy, float* dx, float* dw,
                       float* db, float* col, float* tmp);
 

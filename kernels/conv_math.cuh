@@ -1,12 +1,13 @@
-// Per-element arithmetic of the 3x3 'same' convolution (stride 1, zero padding 1), shared by the
+// Per-element arithmetic of the K x K convolution (stride 1, zero padding `pad` each side: 'same'
+// is (K-1)/2, 'valid' 0), with the seed model's 3x3 'same' kept as its own path, shared by the
 // CUDA kernels (kernels/conv.cu) and the CPU tests (tests/test_kernel_math.cpp), which call these
 // over every index and compare with cpu::im2col_3x3 and friends. No CUDA here.
 //
 // Layouts (the same as engine/cpu_ops.hpp):
 //   x, dx       [N, C_in, H, W]
-//   col         [C_in*9, N*H*W]   row c*9 + ky*3 + kx, column (n*H + y)*W + x
-//   tmp         [C_out, N*H*W]    the GEMM's output, channel-major
-//   y, dy       [N, C_out, H, W]
+//   col         [C_in*K*K, N*OH*OW]   row c*K*K + ky*K + kx, column (n*OH + y)*OW + x
+//   tmp         [C_out, N*OH*OW]      the GEMM's output, channel-major
+//   y, dy       [N, C_out, OH, OW]    OH = H + 2*pad - K + 1 (H for 'same'), OW likewise
 #pragma once
 
 #include <cstdint>
@@ -15,16 +16,22 @@
 
 namespace mg::kern {
 
-struct Conv3x3Dims {
+struct ConvDims {
   int64_t n = 0, c_in = 0, h = 0, w = 0, c_out = 0;
-  MG_HOST_DEVICE int64_t hw() const { return h * w; }
-  MG_HOST_DEVICE int64_t k() const { return c_in * 9; }      // GEMM inner size, rows of col
-  MG_HOST_DEVICE int64_t cols() const { return n * h * w; }  // one column per output pixel
+  int64_t kernel = 3, pad = 1;
+  MG_HOST_DEVICE int64_t hw() const { return h * w; }  // the input's plane
+  MG_HOST_DEVICE int64_t oh() const { return h + 2 * pad - kernel + 1; }
+  MG_HOST_DEVICE int64_t ow() const { return w + 2 * pad - kernel + 1; }
+  MG_HOST_DEVICE int64_t ohw() const { return oh() * ow(); }  // the output's plane
+  MG_HOST_DEVICE int64_t taps() const { return kernel * kernel; }
+  MG_HOST_DEVICE int64_t k() const { return c_in * taps(); }  // GEMM inner size, rows of col
+  MG_HOST_DEVICE int64_t cols() const { return n * ohw(); }   // one column per output pixel
+  MG_HOST_DEVICE bool is_3x3_same() const { return kernel == 3 && pad == 1; }
 };
 
 // col[idx], idx in [0, k()*cols()): the input pixel the column reads, or zero in the padding.
 template <class T>
-MG_HOST_DEVICE T im2col_3x3_at(const T* x, const Conv3x3Dims& d, int64_t idx) {
+MG_HOST_DEVICE T im2col_3x3_at(const T* x, const ConvDims& d, int64_t idx) {
   const int64_t cols = d.cols(), hw = d.hw();
   const int64_t row = idx / cols, col = idx - row * cols;
   const int64_t c = row / 9, kk = row - c * 9;
@@ -39,7 +46,7 @@ MG_HOST_DEVICE T im2col_3x3_at(const T* x, const Conv3x3Dims& d, int64_t idx) {
 // column entries that read it, in the order kk = 0..8 the CPU reference uses, so the sums agree
 // bit for bit.
 template <class T>
-MG_HOST_DEVICE T col2im_3x3_at(const T* col, const Conv3x3Dims& d, int64_t idx) {
+MG_HOST_DEVICE T col2im_3x3_at(const T* col, const ConvDims& d, int64_t idx) {
   const int64_t cols = d.cols(), hw = d.hw();
   const int64_t plane = idx / hw, p = idx - plane * hw;
   const int64_t n = plane / d.c_in, c = plane - n * d.c_in;
@@ -49,6 +56,36 @@ MG_HOST_DEVICE T col2im_3x3_at(const T* col, const Conv3x3Dims& d, int64_t idx) 
     const int64_t ty = y - (kk / 3 - 1), tx = x0 - (kk % 3 - 1);
     if (ty < 0 || ty >= d.h || tx < 0 || tx >= d.w) continue;
     sum += col[(c * 9 + kk) * cols + n * hw + ty * d.w + tx];
+  }
+  return sum;
+}
+
+// The general K x K forms of the two above (cpu::im2col_general, cpu::col2im_general): col2im
+// sums in the order kk = 0..K*K-1, as the CPU does.
+template <class T>
+MG_HOST_DEVICE T im2col_at(const T* x, const ConvDims& d, int64_t idx) {
+  const int64_t cols = d.cols(), ohw = d.ohw(), ow = d.ow(), taps = d.taps();
+  const int64_t row = idx / cols, col = idx - row * cols;
+  const int64_t c = row / taps, kk = row - c * taps;
+  const int64_t n = col / ohw, p = col - n * ohw;
+  const int64_t y = p / ow, x0 = p - y * ow;
+  const int64_t sy = y + kk / d.kernel - d.pad, sx = x0 + kk % d.kernel - d.pad;
+  if (sy < 0 || sy >= d.h || sx < 0 || sx >= d.w) return T(0);
+  return x[(n * d.c_in + c) * d.hw() + sy * d.w + sx];
+}
+
+template <class T>
+MG_HOST_DEVICE T col2im_at(const T* col, const ConvDims& d, int64_t idx) {
+  const int64_t cols = d.cols(), hw = d.hw(), ohw = d.ohw(), oh = d.oh(), ow = d.ow();
+  const int64_t taps = d.taps();
+  const int64_t plane = idx / hw, p = idx - plane * hw;
+  const int64_t n = plane / d.c_in, c = plane - n * d.c_in;
+  const int64_t y = p / d.w, x0 = p - y * d.w;
+  T sum = 0;
+  for (int64_t kk = 0; kk < taps; ++kk) {
+    const int64_t ty = y - (kk / d.kernel - d.pad), tx = x0 - (kk % d.kernel - d.pad);
+    if (ty < 0 || ty >= oh || tx < 0 || tx >= ow) continue;
+    sum += col[(c * taps + kk) * cols + n * ohw + ty * ow + tx];
   }
   return sum;
 }

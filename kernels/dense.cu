@@ -17,7 +17,29 @@ __global__ void dense_grad_prepare_kernel(const float* y, float* dy, int64_t n, 
                    [&](int64_t j) { db[j] = dense_bias_grad_column(y, dy, n, out, relu, j); });
 }
 
+__global__ void relu_forward_kernel(const float* x, float* y, int64_t count) {
+  for_each_strided(grid_first(), grid_stride(), count,
+                   [&](int64_t i) { y[i] = x[i] > 0.0f ? x[i] : 0.0f; });
+}
+
+__global__ void relu_backward_kernel(const float* y, const float* dy, float* dx, int64_t count) {
+  for_each_strided(grid_first(), grid_stride(), count,
+                   [&](int64_t i) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; });
+}
+
 }  // namespace
+
+void relu_forward(const float* x, float* y, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  relu_forward_kernel<<<grid_for(count), kBlock, 0, stream>>>(x, y, count);
+  MG_CHECK_LAUNCH("relu_forward_kernel");
+}
+
+void relu_backward(const float* y, const float* dy, float* dx, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  relu_backward_kernel<<<grid_for(count), kBlock, 0, stream>>>(y, dy, dx, count);
+  MG_CHECK_LAUNCH("relu_backward_kernel");
+}
 
 void bias_relu(float* y, const float* b, int64_t n, int64_t out, bool relu, cudaStream_t stream) {
   const int64_t count = n * out;

@@ -11,6 +11,11 @@
 
 namespace mg::kern {
 
+// The ReLU layer: y = max(x, 0) (cpu::relu_forward; y may alias x) and dx = dy where y > 0
+// (cpu::relu_backward; dx may alias dy). One thread per element.
+void relu_forward(const float* x, float* y, int64_t count, cudaStream_t stream);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t count, cudaStream_t stream);
+
 // y [n, out] = relu?(y + b), in place.
 void bias_relu(float* y, const float* b, int64_t n, int64_t out, bool relu, cudaStream_t stream);
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <string_view>
 
 #include "host/checkpoint.hpp"
 
@@ -696,11 +697,12 @@ void write_npy(const fs::path& p, const std::vector<float>& values,
   write_bytes(p, bytes);
 }
 
-// The seed model, trained a few steps, saved; PyTorch loads it (strict) and predicts the same.
-TEST(Checkpoint, PyTorchLoadsItAndPredictsTheSame) {
+// A model of `spec`, trained a few steps, saved; PyTorch loads it (strict, tensors named `keys`)
+// and predicts the same. Its top probability exceeds `min_top` (uniform is 0.1).
+void expect_torch_predicts_the_same(std::string_view spec, const json& keys, float min_top) {
   if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 is not there";
   TempDir dir;
-  const Graph g = Graph::build(ModelSpec::seed());
+  const Graph g = Graph::build(ModelSpec::parse(spec));
   const Squares data(200, g.input());
   EngineOptions opt;
   opt.batch_size = 64;
@@ -729,8 +731,7 @@ TEST(Checkpoint, PyTorchLoadsItAndPredictsTheSame) {
   const json r = json::parse(run.out, nullptr, false);
   ASSERT_FALSE(r.is_discarded()) << run.out;
   EXPECT_EQ(r["problems"], json::array());
-  EXPECT_EQ(r["keys"], json({"conv2d.weight", "conv2d.bias", "conv2d_1.weight", "conv2d_1.bias",
-                             "dense.weight", "dense.bias", "dense_1.weight", "dense_1.bias"}));
+  EXPECT_EQ(r["keys"], keys);
   EXPECT_EQ(r["metadata"]["step"], "3");
   const auto theirs = r["probs"].get<std::vector<std::vector<double>>>();
   ASSERT_EQ(theirs.size(), test.size());
@@ -744,7 +745,24 @@ TEST(Checkpoint, PyTorchLoadsItAndPredictsTheSame) {
   }
   EXPECT_LE(worst, 1e-5);
   // The trained model is not uniform, so agreement is not trivial.
-  EXPECT_GT(*std::max_element(ours.begin(), ours.end()), 0.2f);
+  EXPECT_GT(*std::max_element(ours.begin(), ours.end()), min_top);
+}
+
+TEST(Checkpoint, PyTorchLoadsItAndPredictsTheSame) {
+  expect_torch_predicts_the_same(kSeedModelSpec,
+                                 json({"conv2d.weight", "conv2d.bias", "conv2d_1.weight",
+                                       "conv2d_1.bias", "dense.weight", "dense.bias",
+                                       "dense_1.weight", "dense_1.bias"}),
+                                 0.2f);
+}
+
+// Kernel sizes 5, 7 and 1, 'valid' and 'same', activation-free layers and the ReLU layer.
+TEST(Checkpoint, PyTorchLoadsKernelSizesPaddingsAndReluLayers) {
+  expect_torch_predicts_the_same(
+      "conv8k5vn,relu,pool,conv16k7,conv4k1n,pool,drop0.25,dense32n,relu,drop0.5",
+      json({"conv2d.weight", "conv2d.bias", "conv2d_1.weight", "conv2d_1.bias", "conv2d_2.weight",
+            "conv2d_2.bias", "dense.weight", "dense.bias", "dense_1.weight", "dense_1.bias"}),
+      0.13f);
 }
 
 }  // namespace

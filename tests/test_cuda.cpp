@@ -49,6 +49,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/basic_engine.hpp"
@@ -164,14 +165,17 @@ Doubles magnitudes(const Floats& f) {
   return d;
 }
 
-Layer conv_layer(int64_t c_in, int64_t h, int64_t w, int64_t c_out, bool relu) {
+Layer conv_layer(int64_t c_in, int64_t h, int64_t w, int64_t c_out, bool relu, int kernel = 3,
+                 int pad = 1) {
   Layer l;
   l.kind = LayerKind::kConv2d;
   l.index = 1;
   l.in = {c_in, h, w};
-  l.out = {c_out, h, w};
+  l.out = {c_out, h + 2 * pad - kernel + 1, w + 2 * pad - kernel + 1};
   l.relu = relu;
-  l.weight_size = c_out * c_in * 9;
+  l.kernel = kernel;
+  l.pad = pad;
+  l.weight_size = c_out * c_in * kernel * kernel;
   l.bias_size = c_out;
   return l;
 }
@@ -251,10 +255,15 @@ INSTANTIATE_TEST_SUITE_P(Grids, CudaOp, ::testing::Values(0, 3),
 
 struct ConvCase {
   int64_t n, c_in, h, w, c_out;
+  int kernel = 3, pad = 1;  // the seed model's 3x3 'same' unless given
 };
 const ConvCase kConvCases[] = {
     {1, 1, 5, 5, 1},     {2, 3, 4, 7, 5},   {3, 2, 6, 3, 4},
     {1, 32, 14, 14, 64}, {5, 1, 28, 28, 8}, {2, 4, 1, 1, 3},
+    // K = 1, 5, 7 and 3, 'same' and 'valid'
+    {2, 3, 7, 6, 4, 1, 0},  {2, 2, 8, 7, 3, 5, 2}, {2, 2, 9, 8, 3, 5, 0},
+    {1, 3, 6, 9, 2, 7, 3},  {2, 2, 10, 9, 3, 7, 0}, {2, 3, 6, 5, 4, 3, 0},
+    {2, 8, 12, 12, 16, 5, 0},
 };
 
 TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
@@ -263,10 +272,12 @@ TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
     for (const bool relu : {true, false}) {
       SCOPED_TRACE("n=" + std::to_string(c.n) + " c_in=" + std::to_string(c.c_in) +
                    " h=" + std::to_string(c.h) + " w=" + std::to_string(c.w) +
-                   " c_out=" + std::to_string(c.c_out) + " relu=" + std::to_string(relu));
-      const Layer l = conv_layer(c.c_in, c.h, c.w, c.c_out, relu);
-      const int64_t nx = c.n * c.c_in * c.h * c.w, ny = c.n * c.c_out * c.h * c.w;
-      const int64_t nw = c.c_out * c.c_in * 9, ncol = c.c_in * 9 * c.n * c.h * c.w;
+                   " c_out=" + std::to_string(c.c_out) + " k=" + std::to_string(c.kernel) +
+                   " pad=" + std::to_string(c.pad) + " relu=" + std::to_string(relu));
+      const Layer l = conv_layer(c.c_in, c.h, c.w, c.c_out, relu, c.kernel, c.pad);
+      const int64_t taps = int64_t{c.kernel} * c.kernel, ohw = l.out.h * l.out.w;
+      const int64_t nx = c.n * c.c_in * c.h * c.w, ny = c.n * c.c_out * ohw;
+      const int64_t nw = c.c_out * c.c_in * taps, ncol = c.c_in * taps * c.n * ohw;
       const Floats x = random_floats(nx, ++seed), w = random_floats(nw, ++seed, -0.5, 0.5);
       const Floats b = random_floats(c.c_out, ++seed), dy = random_floats(ny, ++seed);
 
@@ -288,7 +299,8 @@ TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
 
       // The column matrix the forward leaves for the backward is im2col(x), copied exactly.
       Floats col_ref(static_cast<size_t>(ncol));
-      cpu::im2col_3x3(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out}, col_ref.data());
+      cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad},
+                  col_ref.data());
       EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
 
       // Backward from the GPU's own y on both sides, so the ReLU masks are the same.
@@ -316,6 +328,33 @@ TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
       EXPECT_EQ(host_copy(be, gdb2.data(), c.c_out), db);
     }
   }
+}
+
+TEST_P(CudaOp, ReluLayerMatchesTheCpuExactly) {
+  Layer l;
+  l.kind = LayerKind::kRelu;
+  l.relu = true;
+  l.in = l.out = {3, 5, 7};
+  const int64_t n = 4, count = n * l.in.size();
+  Floats x = random_floats(count, 300);
+  x[0] = 0.0f;
+  x[1] = -0.0f;
+  const Floats dy = random_floats(count, 301);
+  CudaBackend be;
+  auto gx = device_copy(be, x), gdy = device_copy(be, dy);
+  auto gy = poisoned(be, count), gdx = poisoned(be, count);
+  be.relu_forward(l, n, gx.data(), gy.data());
+  be.relu_backward(l, n, gy.data(), gdy.data(), gdx.data());
+  CpuBackend<float> ref;
+  Floats y(static_cast<size_t>(count)), dx(static_cast<size_t>(count));
+  ref.relu_forward(l, n, x.data(), y.data());
+  ref.relu_backward(l, n, y.data(), dy.data(), dx.data());
+  EXPECT_EQ(host_copy(be, gy.data(), count), y);
+  EXPECT_EQ(host_copy(be, gdx.data(), count), dx);
+  int open = 0;
+  for (const float v : y) open += v > 0.0f;
+  EXPECT_GT(open, 0);
+  EXPECT_LT(open, count);
 }
 
 TEST_P(CudaOp, MaxPoolMatchesTheCpuExactly) {
@@ -878,9 +917,11 @@ CudaBackend& backend_of(Engine& e) {
 // Forward, loss and backward of the seed model at batch n on the GPU against the double CPU
 // network from the same parameters and batch, dropout on: logits, every gradient tensor and the
 // loss within rtol norm-wise.
-void expect_network_step_close(int64_t n, Precision precision, double rtol) {
-  SCOPED_TRACE("batch " + std::to_string(n) + ", " + precision_name(precision));
-  const Graph g = Graph::build(ModelSpec::seed());
+void expect_network_step_close(int64_t n, Precision precision, double rtol,
+                               std::string_view spec = kSeedModelSpec) {
+  SCOPED_TRACE("batch " + std::to_string(n) + ", " + precision_name(precision) + ", " +
+               std::string(spec));
+  const Graph g = Graph::build(ModelSpec::parse(spec));
   const int64_t p = g.param_count();
   Floats params(static_cast<size_t>(p));
   glorot_uniform_init<float>(g, 42, params);
@@ -933,6 +974,13 @@ void expect_network_step_close(int64_t n, Precision precision, double rtol) {
 TEST_F(Cuda, NetworkStepGradientsMatchTheCpu) {
   for (const int64_t n : {int64_t{1}, int64_t{3}})
     expect_network_step_close(n, Precision::kFp32, 1e-5);
+}
+
+// Kernel sizes 5, 7 and 1, 'valid' and 'same', activation-free layers and the ReLU layer.
+TEST_F(Cuda, NetworkStepWithKernelSizesAndTheReluLayerMatchesTheCpu) {
+  expect_network_step_close(
+      3, Precision::kFp32, 1e-5,
+      "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
 }
 
 // The seed model's batch: 128 images through every kernel at its production shape.

@@ -62,11 +62,11 @@ Floats over_all(int64_t count, F f) {
 }
 
 // Batch 1, a 1x1 map (all padding but the centre), odd and non-square maps, several channels.
-const kern::Conv3x3Dims kConvShapes[] = {
+const kern::ConvDims kConvShapes[] = {
     {1, 1, 1, 1, 1}, {1, 3, 5, 7, 2}, {2, 2, 4, 3, 3}, {3, 1, 28, 28, 4}, {2, 5, 1, 6, 1},
 };
 
-cpu::ConvDims cpu_dims(const kern::Conv3x3Dims& d) { return {d.n, d.c_in, d.h, d.w, d.c_out}; }
+cpu::ConvDims cpu_dims(const kern::ConvDims& d) { return {d.n, d.c_in, d.h, d.w, d.c_out}; }
 
 TEST(KernelMath, Im2colEqualsTheReferenceExactly) {
   for (const auto& d : kConvShapes) {
@@ -87,6 +87,48 @@ TEST(KernelMath, Col2imGatherEqualsTheReferenceExactly) {
     const Floats got = over_all(d.n * d.c_in * d.hw(),
                                 [&](int64_t i) { return kern::col2im_3x3_at(col.data(), d, i); });
     EXPECT_EQ(got, ref) << "n=" << d.n << " c=" << d.c_in << " h=" << d.h << " w=" << d.w;
+  }
+}
+
+// K = 1, 5, 7 and 3, 'same' and 'valid' (the last field pair: kernel, pad).
+const kern::ConvDims kGeneralConvShapes[] = {
+    {2, 3, 5, 4, 2, 1, 0}, {1, 2, 6, 7, 3, 5, 2}, {2, 2, 8, 7, 2, 5, 0},
+    {1, 1, 4, 9, 2, 7, 3}, {2, 1, 9, 8, 1, 7, 0}, {2, 3, 5, 6, 2, 3, 0},
+};
+
+cpu::ConvDims cpu_general_dims(const kern::ConvDims& d) {
+  return {d.n, d.c_in, d.h, d.w, d.c_out, d.kernel, d.pad};
+}
+
+TEST(KernelMath, GeneralIm2colAndCol2imEqualTheReferenceExactly) {
+  for (const auto& d : kGeneralConvShapes) {
+    const Floats x = random_floats(d.n * d.c_in * d.hw(), 11);
+    Floats ref(static_cast<size_t>(d.k() * d.cols()), kNaN);
+    cpu::im2col_general(x.data(), cpu_general_dims(d), ref.data());
+    const Floats got =
+        over_all(d.k() * d.cols(), [&](int64_t i) { return kern::im2col_at(x.data(), d, i); });
+    EXPECT_EQ(got, ref) << "k=" << d.kernel << " pad=" << d.pad;
+    const Floats col = random_floats(d.k() * d.cols(), 12);
+    Floats dref(static_cast<size_t>(d.n * d.c_in * d.hw()), kNaN);
+    cpu::col2im_general(col.data(), cpu_general_dims(d), dref.data());
+    const Floats dgot = over_all(d.n * d.c_in * d.hw(),
+                                 [&](int64_t i) { return kern::col2im_at(col.data(), d, i); });
+    EXPECT_EQ(dgot, dref) << "k=" << d.kernel << " pad=" << d.pad;
+  }
+  // On the seed model's 3x3 'same' the general functions equal the dedicated ones.
+  for (const auto& d : kConvShapes) {
+    const Floats x = random_floats(d.n * d.c_in * d.hw(), 13);
+    const Floats a =
+        over_all(d.k() * d.cols(), [&](int64_t i) { return kern::im2col_at(x.data(), d, i); });
+    const Floats b =
+        over_all(d.k() * d.cols(), [&](int64_t i) { return kern::im2col_3x3_at(x.data(), d, i); });
+    EXPECT_EQ(a, b);
+    const Floats col = random_floats(d.k() * d.cols(), 14);
+    const Floats c = over_all(d.n * d.c_in * d.hw(),
+                              [&](int64_t i) { return kern::col2im_at(col.data(), d, i); });
+    const Floats e = over_all(d.n * d.c_in * d.hw(),
+                              [&](int64_t i) { return kern::col2im_3x3_at(col.data(), d, i); });
+    EXPECT_EQ(c, e);
   }
 }
 

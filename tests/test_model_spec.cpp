@@ -2,6 +2,7 @@
 
 #include "engine/graph.hpp"
 #include "engine/model_spec.hpp"
+#include "host/report.hpp"
 
 namespace mg {
 namespace {
@@ -45,7 +46,7 @@ TEST(ModelSpec, RejectsBadSpecsWithTheToken) {
   const char* bad[][2] = {
       {"conv0", "conv0"},        {"conv32,drop1.5", "drop1.5"}, {"drop-0.1", "drop-0.1"},
       {"conv", "conv"},          {"convx", "convx"},            {"dense128,conv4", "conv4"},
-      {"relu", "relu"},          {"conv4,,pool", "empty"},      {"", "empty"},
+      {"relux", "relux"},        {"conv4,,pool", "empty"},      {"", "empty"},
       {"dense99999999", "dense"}, {"flatten,flatten", "flatten"}, {"drop1", "drop1"},
   };
   for (const auto& [spec, needle] : bad) {
@@ -56,6 +57,93 @@ TEST(ModelSpec, RejectsBadSpecsWithTheToken) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(ModelSpec, KernelSizePaddingAndActivationSuffixes) {
+  const ModelSpec s = ModelSpec::parse("conv32k5,conv64k3v,conv8k7vn,conv4n,conv2k1,relu,dense16n,dense8");
+  const auto& l = s.layers;
+  ASSERT_EQ(l.size(), 9u);
+  EXPECT_EQ(l[0].kernel, 5);
+  EXPECT_FALSE(l[0].valid);
+  EXPECT_TRUE(l[0].relu);
+  EXPECT_EQ(l[1].kernel, 3);
+  EXPECT_TRUE(l[1].valid);
+  EXPECT_EQ(l[2].kernel, 7);
+  EXPECT_TRUE(l[2].valid);
+  EXPECT_FALSE(l[2].relu);
+  EXPECT_FALSE(l[3].relu);
+  EXPECT_EQ(l[3].kernel, 3);
+  EXPECT_EQ(l[4].kernel, 1);
+  EXPECT_EQ(l[5].kind, LayerKind::kRelu);
+  EXPECT_EQ(l[7].units, 16);
+  EXPECT_FALSE(l[7].relu);
+  EXPECT_TRUE(l[8].relu);
+  // k3 is the default and is not written back; every other suffix is.
+  EXPECT_EQ(s.to_string(), "conv32k5,conv64v,conv8k7vn,conv4n,conv2k1,relu,flatten,dense16n,dense8");
+  EXPECT_EQ(ModelSpec::parse("conv32k3").to_string(), "conv32,flatten");
+  EXPECT_EQ(ModelSpec::parse(s.to_string()).to_string(), s.to_string());
+}
+
+TEST(ModelSpec, RejectsBadKernelSuffixes) {
+  const char* bad[][2] = {
+      {"conv32k4", "odd"},     {"conv32k9", "odd"},   {"conv32k0", "odd"},
+      {"conv32k", "kernel"},   {"conv32nv", "order"}, {"conv32vk5", "order"},
+      {"conv32x", "order"},    {"conv32k5vv", "order"}, {"convk5", "whole number"},
+      {"dense8nn", "dense8nn"}, {"densen", "densen"},
+  };
+  for (const auto& [spec, needle] : bad) {
+    try {
+      ModelSpec::parse(spec);
+      ADD_FAILURE() << "accepted '" << spec << "'";
+    } catch (const SpecError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(spec), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Keras: Conv2D(32, 5, padding='valid') on 28x28x1 gives (None, 24, 24, 32) and 5*5*32 + 32 = 832
+// parameters; 'same' keeps 28x28; ReLU is its own row with no parameters.
+TEST(ModelSpec, KernelShapesAndSummaryFollowKeras) {
+  const Graph g = Graph::build(ModelSpec::parse("conv32k5v,pool,conv64k5n,relu,conv16k1v,conv8k7"));
+  const auto& l = g.layers();
+  EXPECT_EQ(l[0].out, (Shape{32, 24, 24}));
+  EXPECT_EQ(l[0].weight_size + l[0].bias_size, 832);
+  EXPECT_EQ(l[0].pad, 0);
+  EXPECT_EQ(l[2].out, (Shape{64, 12, 12}));
+  EXPECT_EQ(l[2].pad, 2);
+  EXPECT_FALSE(l[2].relu);
+  EXPECT_EQ(l[2].weight_size, 64 * 32 * 25);
+  EXPECT_EQ(l[3].name, "re_lu");
+  EXPECT_EQ(l[3].out, (Shape{64, 12, 12}));
+  EXPECT_FALSE(l[3].has_params());
+  EXPECT_EQ(l[4].out, (Shape{16, 12, 12}));
+  EXPECT_EQ(l[4].weight_size, 16 * 64);
+  EXPECT_EQ(l[5].out, (Shape{8, 12, 12}));
+  EXPECT_EQ(l[5].weight_size, 8 * 16 * 49);
+  const std::vector<SummaryRow> rows = model_summary_rows(g);
+  EXPECT_EQ(rows[0].layer, "conv2d (Conv2D)");
+  EXPECT_EQ(rows[0].output_shape, (std::vector<int64_t>{24, 24, 32}));
+  EXPECT_EQ(rows[0].params, 832);
+  EXPECT_EQ(rows[3].layer, "re_lu (ReLU)");
+  EXPECT_EQ(rows[3].output_shape, (std::vector<int64_t>{12, 12, 64}));
+  EXPECT_EQ(rows[3].params, 0);
+  EXPECT_NE(model_summary(g).find("re_lu (ReLU)"), std::string::npos);
+  const int64_t total = 832 + (64 * 32 * 25 + 64) + (16 * 64 + 16) + (8 * 16 * 49 + 8) +
+                        (8 * 12 * 12 * 10 + 10);
+  EXPECT_EQ(g.param_count(), total);
+}
+
+TEST(ModelSpec, AValidKernelLargerThanTheMapIsRejectedWhenBuilt) {
+  try {
+    Graph::build(ModelSpec::parse("pool,pool,pool,conv4k5v"));  // 28 -> 14 -> 7 -> 3, then 5x5
+    ADD_FAILURE() << "built a 5x5 'valid' conv on a 3x3 map";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("3x3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("conv2d"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(Graph::build(ModelSpec::parse("pool,pool,pool,conv4k3v")));  // 3 -> 1
+  EXPECT_NO_THROW(Graph::build(ModelSpec::parse("pool,pool,pool,conv4k7")));   // 'same' pads
 }
 
 TEST(ModelSpec, PoolingAOneByOneMapIsRejectedWhenBuilt) {

@@ -97,6 +97,25 @@ TEST(ModelGradient, SmallModelEveryParameterWithDropout) {
   check_model_gradient(net, 3, all);
 }
 
+// Kernel sizes 1, 5, 7 and 3, 'same' and 'valid', activation-free conv and dense layers and the
+// ReLU layer, every parameter.
+TEST(ModelGradient, KernelSizesPaddingsAndTheReluLayer) {
+  for (const char* spec : {"conv3k5,pool,conv4k3vn,relu,dense5n,relu,drop0.2",
+                           "conv2k7v,conv3k1n,relu,dense6", "conv2k7n,relu,pool,conv3k3vn,dense4n"}) {
+    const Graph g = Graph::build(ModelSpec::parse(spec), Shape{2, 10, 9}, 4);
+    CpuBackend<double> be;
+    DoubleNet net(be, g, 3, 17);
+    glorot_uniform_init<double>(g, 17, {net.params(), static_cast<size_t>(g.param_count())});
+    for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));
+    net.counters()[kStepCounter] = 2;
+    fill_batch(net, 3, 8);
+    std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+    std::iota(all.begin(), all.end(), 0);
+    SCOPED_TRACE(spec);
+    check_model_gradient(net, 3, all);
+  }
+}
+
 TEST(ModelGradient, SeedModelSampledParametersWithDropout) {
   const Graph g = Graph::build(ModelSpec::seed());
   CpuBackend<double> be;

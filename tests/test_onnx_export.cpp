@@ -73,6 +73,11 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
        {"Conv", "Relu", "MaxPool", "MaxPool", "MaxPool", "Flatten", "Gemm", "Relu", "Gemm", "Relu",
         "Gemm", "Softmax"}},
       {"flatten,drop0.5,dense5", {"Flatten", "Gemm", "Relu", "Gemm", "Softmax"}},
+      // Kernel sizes and paddings; no Relu after an 'n' layer, a Relu node for the relu layer.
+      {"conv32k5v,pool,conv64k3vn,relu,conv8k7n,conv4k1,dense16n,relu",
+       {"Conv", "Relu", "MaxPool", "Conv", "Relu", "Conv", "Conv", "Relu", "Flatten", "Gemm", "Relu",
+        "Gemm", "Softmax"}},
+      {"conv8n,dense4n", {"Conv", "Flatten", "Gemm", "Gemm", "Softmax"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.spec);
@@ -107,7 +112,7 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
         ++tensors;
         std::vector<int64_t> want;
         if (!is_weight) want = {l.bias_size};
-        else if (l.kind == LayerKind::kConv2d) want = {l.out.c, l.in.c, 3, 3};
+        else if (l.kind == LayerKind::kConv2d) want = {l.out.c, l.in.c, l.kernel, l.kernel};
         else want = {l.out.c, l.in.size()};
         EXPECT_EQ(std::vector<int64_t>(t->dims().begin(), t->dims().end()), want) << name;
         EXPECT_EQ(t->data_type(), onnx::TensorProto::FLOAT);
@@ -122,10 +127,19 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
 
     for (const auto& n : m.graph().node()) {
       if (n.op_type() == "Conv") {
+        const Layer* l = nullptr;
+        for (const Layer& layer : g.layers()) {
+          if (layer.name == n.name()) l = &layer;
+        }
+        ASSERT_NE(l, nullptr) << n.name();
+        const int64_t k = l->kernel, p = l->pad;
         ASSERT_NE(attribute(n, "pads"), nullptr);
         EXPECT_EQ(std::vector<int64_t>(attribute(n, "pads")->ints().begin(), attribute(n, "pads")->ints().end()),
-                  (std::vector<int64_t>{1, 1, 1, 1}));
-        EXPECT_EQ(attribute(n, "kernel_shape")->ints_size(), 2);
+                  (std::vector<int64_t>{p, p, p, p}));
+        ASSERT_NE(attribute(n, "kernel_shape"), nullptr);
+        EXPECT_EQ(std::vector<int64_t>(attribute(n, "kernel_shape")->ints().begin(),
+                                       attribute(n, "kernel_shape")->ints().end()),
+                  (std::vector<int64_t>{k, k}));
       }
       if (n.op_type() == "MaxPool") {
         EXPECT_EQ(attribute(n, "strides")->ints(0), 2);

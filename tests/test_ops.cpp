@@ -14,28 +14,38 @@ using test::expect_gradient;
 using test::random_vector;
 using Vec = std::vector<double>;
 
+// The seed model's 3x3 'same' (the default kernel, pad), then K = 1, 5, 7 and 3 'valid' and 'same'.
 const cpu::ConvDims kConvShapes[] = {
-    {1, 1, 5, 5, 1},   // batch 1, single channel
-    {2, 3, 4, 7, 5},   // odd channels, non-square
-    {3, 2, 6, 3, 4},   // tall map
+    {1, 1, 5, 5, 1},           // batch 1, single channel
+    {2, 3, 4, 7, 5},           // odd channels, non-square
+    {3, 2, 6, 3, 4},           // tall map
+    {2, 3, 4, 5, 2, 1, 0},     // 1x1
+    {2, 2, 6, 7, 3, 5, 2},     // 5x5 'same'
+    {2, 2, 8, 7, 2, 5, 0},     // 5x5 'valid'
+    {1, 2, 5, 9, 2, 7, 3},     // 7x7 'same' on a map smaller than the kernel in one direction
+    {2, 1, 9, 8, 2, 7, 0},     // 7x7 'valid'
+    {2, 3, 5, 6, 2, 3, 0},     // 3x3 'valid'
 };
 
-// y[n, o, y, x] = sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, y+ky-1, x+kx-1]
+int64_t out_size(const cpu::ConvDims& d) { return d.n * d.c_out * d.oh() * d.ow(); }
+
+// y[n, o, y, x] = sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, y+ky-pad, x+kx-pad]
 Vec naive_conv(const Vec& x, const Vec& w, const cpu::ConvDims& d) {
-  Vec y(static_cast<size_t>(d.n * d.c_out * d.h * d.w), 0.0);
+  const int64_t K = d.kernel, oh = d.oh(), ow = d.ow();
+  Vec y(static_cast<size_t>(out_size(d)), 0.0);
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t o = 0; o < d.c_out; ++o)
-      for (int64_t yy = 0; yy < d.h; ++yy)
-        for (int64_t xx = 0; xx < d.w; ++xx) {
+      for (int64_t yy = 0; yy < oh; ++yy)
+        for (int64_t xx = 0; xx < ow; ++xx) {
           double s = 0;
           for (int64_t c = 0; c < d.c_in; ++c)
-            for (int64_t ky = 0; ky < 3; ++ky)
-              for (int64_t kx = 0; kx < 3; ++kx) {
-                const int64_t sy = yy + ky - 1, sx = xx + kx - 1;
+            for (int64_t ky = 0; ky < K; ++ky)
+              for (int64_t kx = 0; kx < K; ++kx) {
+                const int64_t sy = yy + ky - d.pad, sx = xx + kx - d.pad;
                 if (sy < 0 || sy >= d.h || sx < 0 || sx >= d.w) continue;
-                s += w[((o * d.c_in + c) * 3 + ky) * 3 + kx] * x[((n * d.c_in + c) * d.h + sy) * d.w + sx];
+                s += w[((o * d.c_in + c) * K + ky) * K + kx] * x[((n * d.c_in + c) * d.h + sy) * d.w + sx];
               }
-          y[((n * d.c_out + o) * d.h + yy) * d.w + xx] = s;
+          y[((n * d.c_out + o) * oh + yy) * ow + xx] = s;
         }
   return y;
 }
@@ -45,8 +55,8 @@ TEST(Im2col, Col2imIsItsAdjoint) {
     const Vec x = random_vector(d.n * d.c_in * d.h * d.w, 1);
     const Vec c = random_vector(d.k() * d.cols(), 2);
     Vec col(c.size(), std::nan("")), dx(x.size(), std::nan(""));
-    cpu::im2col_3x3(x.data(), d, col.data());
-    cpu::col2im_3x3(c.data(), d, dx.data());
+    cpu::im2col(x.data(), d, col.data());
+    cpu::col2im(c.data(), d, dx.data());
     // <im2col(x), c> == <x, col2im(c)>
     EXPECT_NEAR(dot(col, c), dot(x, dx), 1e-10 * (1 + std::abs(dot(col, c))));
   }
@@ -56,7 +66,7 @@ TEST(Conv2d, ForwardMatchesNaiveLoops) {
   for (const auto& d : kConvShapes) {
     const Vec x = random_vector(d.n * d.c_in * d.h * d.w, 3);
     const Vec w = random_vector(d.c_out * d.k(), 4);
-    Vec y(d.n * d.c_out * d.h * d.w, std::nan("")), col(d.k() * d.cols()), tmp(d.c_out * d.cols());
+    Vec y(out_size(d), std::nan("")), col(d.k() * d.cols()), tmp(d.c_out * d.cols());
     cpu::conv2d_forward(x.data(), w.data(), y.data(), d, col.data(), tmp.data());
     const Vec ref = naive_conv(x, w, d);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-12) << i;
@@ -67,7 +77,7 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
   for (const auto& d : kConvShapes) {
     Vec x = random_vector(d.n * d.c_in * d.h * d.w, 5);
     Vec w = random_vector(d.c_out * d.k(), 6);
-    const Vec r = random_vector(d.n * d.c_out * d.h * d.w, 7);
+    const Vec r = random_vector(out_size(d), 7);
     Vec col(d.k() * d.cols()), tmp(d.c_out * d.cols()), y(r.size());
     auto loss = [&] {
       cpu::conv2d_forward(x.data(), w.data(), y.data(), d, col.data(), tmp.data());
@@ -78,6 +88,37 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
     expect_gradient("conv dx", x, dx, loss);
     expect_gradient("conv dw", w, dw, loss);
   }
+}
+
+TEST(Im2col, GeneralFormEqualsTheThreeByThreeSameOne) {
+  for (const auto& d : kConvShapes) {
+    if (!d.is_3x3_same()) continue;
+    const Vec x = random_vector(d.n * d.c_in * d.h * d.w, 40);
+    const Vec c = random_vector(d.k() * d.cols(), 41);
+    Vec a(c.size()), b(c.size()), da(x.size()), db(x.size());
+    cpu::im2col_3x3(x.data(), d, a.data());
+    cpu::im2col_general(x.data(), d, b.data());
+    EXPECT_EQ(a, b);
+    cpu::col2im_3x3(c.data(), d, da.data());
+    cpu::col2im_general(c.data(), d, db.data());
+    EXPECT_EQ(da, db);
+  }
+}
+
+TEST(Relu, ForwardAndGradient) {
+  Vec x = random_vector(37, 42);
+  const Vec r = random_vector(37, 43);
+  Vec y(x.size(), std::nan(""));
+  cpu::relu_forward(x.data(), y.data(), 37);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], std::max(x[i], 0.0));
+  auto loss = [&] {
+    Vec t(x.size());
+    cpu::relu_forward(x.data(), t.data(), 37);
+    return dot(r, t);
+  };
+  Vec dx(x.size(), std::nan(""));
+  cpu::relu_backward(y.data(), r.data(), dx.data(), 37);
+  expect_gradient("relu dx", x, dx, loss);
 }
 
 // The CPU backend's fused epilogues against the reference ops they stand for.

@@ -20,6 +20,7 @@ installed, else with the small reader below (json + numpy).
 """
 import argparse
 import json
+import re
 import struct
 import sys
 
@@ -78,23 +79,34 @@ def read_metadata(path):
 
 # --- model ---------------------------------------------------------------------------------------
 
+CONV_TOKEN = re.compile(r"conv([0-9]+)(?:k([1357]))?(v?)(n?)")
+DENSE_TOKEN = re.compile(r"dense([0-9]+)(n?)")
+
+
 def parse_spec(spec):
-    """The spec's layers as (kind, value): ("conv", filters), ("pool", None), ("drop", rate),
-    ("flatten", None), ("dense", units). The classifier is not listed (it is not in the spec)."""
+    """The spec's layers as (kind, value): ("conv", (filters, kernel, valid, relu)), ("pool", None),
+    ("drop", rate), ("flatten", None), ("dense", (units, relu)), ("relu", None). The classifier is
+    not listed (it is not in the spec). conv<F>[k<K>][v][n]: K x K kernel (3 without k), 'valid'
+    padding with v ('same' without), no ReLU with n; dense<U>[n] likewise."""
     layers = []
     for token in (t.strip() for t in spec.split(",")):
-        if token.startswith("conv"):
-            layers.append(("conv", int(token[4:])))
+        conv = CONV_TOKEN.fullmatch(token)
+        dense = DENSE_TOKEN.fullmatch(token)
+        if conv:
+            kernel = int(conv.group(2) or 3)
+            layers.append(("conv", (int(conv.group(1)), kernel, conv.group(3) == "v", conv.group(4) != "n")))
+        elif token == "relu":
+            layers.append(("relu", None))
         elif token == "pool":
             layers.append(("pool", None))
         elif token.startswith("drop"):
             layers.append(("drop", float(token[4:])))
         elif token == "flatten":
             layers.append(("flatten", None))
-        elif token.startswith("dense"):
+        elif dense:
             if not any(kind == "flatten" for kind, _ in layers):
                 layers.append(("flatten", None))
-            layers.append(("dense", int(token[5:])))
+            layers.append(("dense", (int(dense.group(1)), dense.group(2) != "n")))
         else:
             raise ValueError(f"model spec: unknown layer {token!r}")
     if not any(kind == "flatten" for kind, _ in layers):
@@ -103,7 +115,7 @@ def parse_spec(spec):
 
 
 class MnistGpuNet(nn.Module):
-    """mnist_gpu's model: conv 3x3 'same' + ReLU, max-pool 2x2 (floor), inverted dropout, NCHW
+    """mnist_gpu's model: conv K x K 'same' or 'valid' (+ ReLU unless n), a ReLU layer, max-pool 2x2 (floor), inverted dropout, NCHW
     flatten, dense + ReLU, and the classifier Dense(classes) whose logits forward() returns."""
 
     def __init__(self, spec, input_shape=(1, 28, 28), classes=10):
@@ -120,8 +132,12 @@ class MnistGpuNet(nn.Module):
         flat = None
         for kind, value in parse_spec(spec):
             if kind == "conv":
-                layer, relu, key = nn.Conv2d(c, value, 3, padding=1), True, name("conv2d")
-                c = value
+                filters, k, valid, relu = value
+                pad = 0 if valid else (k - 1) // 2
+                layer, key = nn.Conv2d(c, filters, k, padding=pad), name("conv2d")
+                c, h, w = filters, h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            elif kind == "relu":
+                layer, relu, key = nn.ReLU(), False, name("re_lu")
             elif kind == "pool":
                 layer, relu, key = nn.MaxPool2d(2), False, name("max_pooling2d")
                 h, w = h // 2, w // 2
@@ -131,8 +147,9 @@ class MnistGpuNet(nn.Module):
                 layer, relu, key = nn.Flatten(), False, name("flatten")
                 flat = c * h * w
             else:
-                layer, relu, key = nn.Linear(flat, value), True, name("dense")
-                flat = value
+                units, relu = value
+                layer, key = nn.Linear(flat, units), name("dense")
+                flat = units
             setattr(self, key, layer)
             self.order.append((key, relu))
         key = name("dense")
