@@ -81,8 +81,11 @@ InsideSvg draw_saliency(const Graph& g, const std::vector<InsideDigit>& digits,
                      wrong ? palette::kError : palette::kInk});
     tiles.push_back({pixels.back(), "saliency", "|d logit / d pixel|", palette::kMuted});
   }
-  std::string svg = svg_digit_grid(title, tiles, static_cast<int>(in.h), static_cast<int>(in.w), 8,
-                                   scale_for(static_cast<int>(in.h)), "no digits");
+  // Short title inside the SVG (a narrow grid would clip a long one); the long one is the caption.
+  // Ten tiles a row keep each digit beside its map.
+  std::string svg =
+      svg_digit_grid("Saliency", tiles, static_cast<int>(in.h), static_cast<int>(in.w), 10,
+                     scale_for(static_cast<int>(in.h)), "no digits");
   return {name, title, std::move(svg)};
 }
 
@@ -123,7 +126,7 @@ InsidePictures inside_pictures(Engine& engine, const std::vector<InsideDigit>& d
     const std::string title =
         "First conv layer's 3x3 filters (grey 0, light positive, dark negative)";
     out.files.push_back(
-        {"filters.svg", title, svg_digit_grid(title, tiles, 3, 3, 8, 16, "no filters")});
+        {"filters.svg", title, svg_digit_grid("Conv filters", tiles, 3, 3, 8, 16, "no filters")});
   }
 
   // Feature maps: a row per digit, a column per channel.
@@ -149,10 +152,11 @@ InsidePictures inside_pictures(Engine& engine, const std::vector<InsideDigit>& d
                               (conv ? "Conv2D + ReLU" : "MaxPooling2D") +
                               ") feature maps: a row per digit, " + std::to_string(channels) +
                               " of " + std::to_string(l.out.c) + " channels";
-    out.files.push_back({"feature_maps_" + std::to_string(i) + "_" + kind + ".svg", title,
-                         svg_digit_grid(title, tiles, static_cast<int>(l.out.h),
-                                        static_cast<int>(l.out.w), static_cast<int>(channels),
-                                        scale_for(static_cast<int>(l.out.h)), "no digits")});
+    out.files.push_back(
+        {"feature_maps_" + std::to_string(i) + "_" + kind + ".svg", title,
+         svg_digit_grid("Layer " + std::to_string(i) + " " + kind, tiles, static_cast<int>(l.out.h),
+                        static_cast<int>(l.out.w), static_cast<int>(channels),
+                        scale_for(static_cast<int>(l.out.h)), "no digits")});
   }
 
   const std::vector<float> saliency = engine.saliency(images, &out.predicted);
@@ -168,8 +172,8 @@ InsideSvg saliency_picture(Engine& engine, const std::vector<InsideDigit>& digit
   const Graph& g = engine.graph();
   if (digits.empty()) {
     return {name, title,
-            svg_digit_grid(title, {}, static_cast<int>(g.input().h), static_cast<int>(g.input().w),
-                           8, 3, "no digits")};
+            svg_digit_grid("Saliency", {}, static_cast<int>(g.input().h),
+                           static_cast<int>(g.input().w), 8, 3, "no digits")};
   }
   const std::vector<uint8_t> images = pack(digits, g.input().size());
   std::vector<int> predicted;

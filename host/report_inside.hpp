@@ -20,8 +20,8 @@ struct InsideDigit {
 };
 
 struct InsideSvg {
-  std::string name;  // file name, e.g. "feature_maps_1_conv.svg"
-  std::string title;
+  std::string name;   // file name, e.g. "feature_maps_1_conv.svg"
+  std::string title;  // a sentence for the figure's caption (the SVG has a short one)
   std::string svg;
 };
 
