@@ -7,6 +7,7 @@
 //   device_name(), precision()
 #pragma once
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <vector>
@@ -106,6 +107,49 @@ class BasicEngine final : public Engine {
     return counters[kStepCounter];
   }
 
+  std::vector<std::vector<float>> activations(std::span<const uint8_t> images) override {
+    const int64_t count = load_images(images);
+    const auto& layers = net_.graph().layers();
+    std::vector<std::vector<float>> out(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      out[i].resize(static_cast<size_t>(count * layers[i].out.size()));
+    }
+    std::vector<T> host;
+    for (int64_t start = 0; start < count; start += net_.max_batch()) {
+      const int64_t b = std::min(net_.max_batch(), count - start);
+      gather_images(b);
+      net_.forward(b, false);
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const int64_t size = layers[i].out.size();
+        host.resize(static_cast<size_t>(b * size));
+        be_.download(host.data(), net_.activation(i + 1), b * size);
+        std::copy(host.begin(), host.end(), out[i].begin() + start * size);
+      }
+    }
+    return out;
+  }
+
+  std::vector<float> saliency(std::span<const uint8_t> images,
+                              std::vector<int>* predicted = nullptr) override {
+    const int64_t count = load_images(images);
+    const int64_t size = net_.graph().input().size();
+    const int64_t batch = net_.max_batch();
+    if (!input_grad_.data()) input_grad_ = be_.template alloc<T>(batch * size);
+    std::vector<float> out(static_cast<size_t>(count * size));
+    std::vector<int32_t> classes(static_cast<size_t>(batch));
+    std::vector<T> host(static_cast<size_t>(batch * size));
+    if (predicted) predicted->assign(static_cast<size_t>(count), 0);
+    for (int64_t start = 0; start < count; start += batch) {
+      const int64_t b = std::min(batch, count - start);
+      gather_images(b);
+      net_.saliency(b, input_grad_.data(), classes.data());
+      be_.download(host.data(), input_grad_.data(), b * size);
+      std::copy(host.begin(), host.begin() + b * size, out.begin() + start * size);
+      if (predicted) std::copy(classes.begin(), classes.begin() + b, predicted->begin() + start);
+    }
+    return out;
+  }
+
   TrainingState state() override {
     const auto p = static_cast<size_t>(net_.graph().param_count());
     TrainingState s;
@@ -132,6 +176,39 @@ class BasicEngine final : public Engine {
   }
 
  private:
+  using T = typename Backend::Scalar;
+
+  // Copies images to the device for activations() and saliency(), with an identity order; resets
+  // the batch cursor (as every pass does). Returns the image count.
+  int64_t load_images(std::span<const uint8_t> images) {
+    const int64_t size = net_.graph().input().size();
+    const auto bytes = static_cast<int64_t>(images.size());
+    if (bytes == 0 || bytes % size != 0) {
+      throw std::invalid_argument("image bytes are not a whole number of model inputs");
+    }
+    const int64_t count = bytes / size;
+    if (count > explain_capacity_) {
+      explain_images_ = be_.template alloc<uint8_t>(bytes);
+      explain_labels_ = be_.template alloc<uint8_t>(count);
+      explain_order_ = be_.template alloc<int32_t>(count);
+      std::vector<int32_t> iota(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i) iota[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+      be_.upload(explain_order_.data(), iota.data(), count);
+      explain_capacity_ = count;
+    }
+    be_.upload(explain_images_.data(), images.data(), bytes);
+    be_.fill_zero(net_.counters() + kCursorCounter, 1);
+    return count;
+  }
+
+  // The next b loaded images into the network's input (the labels are unused zeros).
+  void gather_images(int64_t b) {
+    net_.backend().gather(explain_images_.data(), explain_labels_.data(),
+                          net_.graph().input().size(), explain_order_.data(), net_.counters(), b,
+                          net_.input(), net_.labels());
+    be_.advance_cursor(net_.counters(), b);
+  }
+
   int64_t load_indices(std::span<const int32_t> indices) {
     const auto n = static_cast<int64_t>(indices.size());
     if (dataset_count_ == 0) throw std::logic_error("set_dataset() must come before training");
@@ -170,6 +247,10 @@ class BasicEngine final : public Engine {
   typename Backend::template Buffer<uint8_t> images_, labels_;
   typename Backend::template Buffer<int32_t> indices_, order_;
   int64_t dataset_count_ = 0, capacity_ = 0;
+  typename Backend::template Buffer<uint8_t> explain_images_, explain_labels_;
+  typename Backend::template Buffer<int32_t> explain_order_;
+  typename Backend::template Buffer<T> input_grad_;
+  int64_t explain_capacity_ = 0;
 };
 
 }  // namespace mg

@@ -77,6 +77,15 @@ class Engine {
   // is in device memory, read by the captured step: changing it needs no recapture.
   virtual void set_learning_rate(double lr) = 0;
   virtual double learning_rate() = 0;
+  // Inference on `images` (count * graph().input().size() bytes, as in Dataset, count >= 1) with
+  // the engine's own forward: out[i] is the output of layer i, [count, layers()[i].out], and the
+  // last one the logits (before softmax). Changes no training state.
+  virtual std::vector<std::vector<float>> activations(std::span<const uint8_t> images) = 0;
+  // Saliency by the engine's own backward pass: d(logit of the predicted class)/d(input), where the
+  // input is the image scaled to [0, 1] ([count, C, H, W]). Dropout is off; no training state
+  // (parameters, Adam moments, step) changes. predicted, when given, receives the argmax classes.
+  virtual std::vector<float> saliency(std::span<const uint8_t> images,
+                                      std::vector<int>* predicted = nullptr) = 0;
   virtual TrainingState state() = 0;
   virtual void set_state(const TrainingState& state) = 0;  // throws if sizes do not match
 };

@@ -17,6 +17,7 @@
 //   (see CpuBackend for the exact signatures)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -136,8 +137,10 @@ class Network {
   }
 
   // Backward from logits_grad(): fills grads() (overwritten, never accumulated). Activation
-  // gradients are consumed on the way (ReLU masks them in place).
-  void backward(int64_t n) {
+  // gradients are consumed on the way (ReLU masks them in place). input_grad, when given, receives
+  // d(input) ([n, C, H, W]); training leaves it null, so the first layer skips that work. Outside
+  // training (training = false) dropout is the identity, as in forward(n, false).
+  void backward(int64_t n, bool training = true, T* input_grad = nullptr) {
     check_batch(n);
     const auto& layers = graph_.layers();
     for (size_t i = layers.size(); i-- > 0;) {
@@ -145,7 +148,7 @@ class Network {
       T* x = act_[i];
       T* y = act_[i + 1];
       T* dy = dact_[i + 1];
-      T* dx = dact_[i];  // null for the first layer: nobody needs d(input)
+      T* dx = i == 0 ? input_grad : dact_[i];  // training never needs d(input)
       switch (l.kind) {
         case LayerKind::kConv2d:
           be_.conv_backward(l, n, x, params() + l.weight_offset, y, dy, dx, grads() + l.weight_offset,
@@ -155,7 +158,8 @@ class Network {
           if (dx) be_.pool_backward(l, n, dy, argmax_[i], dx);
           break;
         case LayerKind::kDropout:
-          if (dx) be_.dropout_backward(l, n, dy, dx, seed_, counters());
+          if (dx && training) be_.dropout_backward(l, n, dy, dx, seed_, counters());
+          if (dx && !training) be_.copy(dx, dy, n * l.in.size());
           break;
         case LayerKind::kFlatten: break;
         case LayerKind::kRelu:
@@ -167,6 +171,27 @@ class Network {
           break;
       }
     }
+  }
+
+  // Saliency of the n inputs in input(): a forward in inference mode, logits_grad() seeded with a
+  // one-hot of each input's predicted class (argmax of the logits, before softmax), then the
+  // backward down to input_grad ([n, C, H, W]) = d(predicted class's logit)/d(input). Fills
+  // predicted[0, n). Overwrites grads() and the activations, never the parameters, Adam moments or
+  // counters; not for a captured step (it reads the logits back to the host).
+  void saliency(int64_t n, T* input_grad, int32_t* predicted) {
+    forward(n, false);
+    const int64_t classes = graph_.classes();
+    std::vector<T> host(static_cast<size_t>(n * classes));
+    be_.download(host.data(), logits(), n * classes);
+    for (int64_t i = 0; i < n; ++i) {
+      T* row = host.data() + i * classes;
+      const int64_t best = std::max_element(row, row + classes) - row;
+      predicted[i] = static_cast<int32_t>(best);
+      std::fill(row, row + classes, T(0));
+      row[best] = T(1);
+    }
+    be_.upload(logits_grad(), host.data(), n * classes);
+    backward(n, false, input_grad);
   }
 
   void adam_update() {

@@ -29,6 +29,7 @@ void run_eval(const EvalOptions& o, std::ostream& out) {
   report.precision = precision_name(engine->precision());
   const auto t0 = Clock::now();
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
+  report.engine = engine.get();
   report.eval_seconds = seconds_since(t0);
   write_report(run_dir, report);
 

@@ -9,6 +9,7 @@
 #include "engine/model_spec.hpp"
 #include "host/compare.hpp"
 #include "host/eval.hpp"
+#include "host/explain.hpp"
 #include "host/export.hpp"
 #include "host/predict.hpp"
 #include "host/serve.hpp"
@@ -171,6 +172,21 @@ int main(int argc, char** argv) {
   CLI::App* summary = app.add_subcommand("summary", "print the model summary (Keras' model.summary())");
   summary->add_option("--model", summary_model, "layers, as for train")->capture_default_str();
 
+  mg::ExplainOptions explain_opt;
+  std::string explain_ckpt, explain_device, explain_out;
+  std::vector<std::string> explain_images;
+  CLI::App* explain = app.add_subcommand(
+      "explain", "draw a checkpoint's filters, feature maps and saliency for digit images");
+  explain->add_option("checkpoint", explain_ckpt, "checkpoint.safetensors")
+      ->required()
+      ->check(CLI::ExistingFile);
+  explain->add_option("images", explain_images, "image files (PNG, JPEG, PGM, any size)")
+      ->required();
+  explain->add_option(
+      "--out", explain_out,
+      "the folder to create (default runs/explain-<timestamp>/; never overwritten)");
+  add_device(explain, explain_device, "cpu");
+
   mg::CompareOptions compare_opt;
   std::vector<std::string> compare_runs;
   std::string compare_out;
@@ -245,6 +261,12 @@ int main(int argc, char** argv) {
       predict_opt.checkpoint = predict_ckpt;
       predict_opt.images.assign(images.begin(), images.end());
       mg::run_predict(predict_opt, std::cout);
+    } else if (*explain) {
+      explain_opt.device = to_device(explain_device);
+      explain_opt.checkpoint = explain_ckpt;
+      explain_opt.images.assign(explain_images.begin(), explain_images.end());
+      if (!explain_out.empty()) explain_opt.out = explain_out;
+      mg::run_explain(explain_opt, std::cout);
     } else if (*serve) {
       serve_opt.device = to_device(serve_device);
       serve_opt.checkpoint = serve_ckpt;

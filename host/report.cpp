@@ -1,7 +1,5 @@
 #include "host/report.hpp"
 
-#include "host/atomic_file.hpp"
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -12,7 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "host/atomic_file.hpp"
 #include "host/charts.hpp"
+#include "host/report_inside.hpp"
 
 namespace mg {
 namespace {
@@ -408,6 +408,7 @@ std::string score_cell(double v) {
 
 struct Svgs {
   std::string distribution, samples, curves, cm, cm_normalized, misclassified;
+  std::vector<InsideSvg> inside;  // empty without RunReport.engine
   int64_t wrong = 0;
 };
 
@@ -476,6 +477,12 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
               "true &rarr; predicted, with the softmax probability of the prediction") +
        "</section>\n";
 
+  if (!s.inside.empty()) {
+    h += "<section id=\"inside\"><h2>Inside the network</h2>";
+    for (const InsideSvg& f : s.inside) h += figure(f.svg, f.name, xml_escape(f.title));
+    h += "</section>\n";
+  }
+
   // The model, as Keras' summary() shows it, beside the run's settings.
   h += "<section id=\"model\"><h2>Model</h2><div class=\"pair\"><div>\n<table>\n<tr><th>Layer "
        "(type)</th><th>Output Shape</th><th>Param #</th></tr>\n";
@@ -526,6 +533,7 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
   for (const std::string& f : report_files()) {
     h += "<li><a href=\"" + f + "\">" + f + "</a></li>";
   }
+  for (const InsideSvg& f : s.inside) h += "<li><a href=\"" + f.name + "\">" + f.name + "</a></li>";
   h += "</ul></section>\n<footer>Written by mnist_gpu</footer>\n</main>\n</body>\n</html>\n";
   return h;
 }
@@ -707,6 +715,7 @@ void write_report(const fs::path& dir, const RunReport& report) {
   s.cm = confusion_svg(d, false);
   s.cm_normalized = confusion_svg(d, true);
   s.misclassified = misclassified_svg(report, d, &s.wrong);
+  if (report.engine) s.inside = report_inside_pictures(*report.engine, report);
 
   write_file(dir, "model_summary.txt", model_summary(*report.graph));
   write_file(dir, "history.csv", history_csv(report));
@@ -717,6 +726,7 @@ void write_report(const fs::path& dir, const RunReport& report) {
   write_file(dir, "confusion_matrix.svg", s.cm);
   write_file(dir, "confusion_matrix_normalized.svg", s.cm_normalized);
   write_file(dir, "misclassified.svg", s.misclassified);
+  for (const InsideSvg& f : s.inside) write_file(dir, f.name, f.svg);
   write_file(dir, "report.html", report_html(report, d, s));  // last: it links the others
 }
 

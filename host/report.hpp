@@ -59,6 +59,9 @@ struct RunReport {
   // empty: a constant rate, every epoch run.
   std::string training_note;
   uint64_t seed = 0;
+  // The engine holding the run's final weights: when set, the report also shows the network's
+  // inside (filters, feature maps, saliency; see report_inside.hpp) in inside_*.svg files.
+  Engine* engine = nullptr;
 };
 
 // Per-class scores as sklearn's classification_report computes them; a class never predicted has
@@ -88,7 +91,8 @@ std::string classification_report(const std::vector<std::vector<int64_t>>& cm,
 // failure.
 void write_report(const std::filesystem::path& dir, const RunReport& report);
 
-// The files write_report writes, in the order above.
+// The files write_report always writes, in the order above (with RunReport.engine set, also the
+// inside_*.svg files).
 const std::vector<std::string>& report_files();
 
 }  // namespace mg

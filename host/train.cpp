@@ -296,6 +296,7 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   report.precision = precision_name(engine->precision());
   report.training_note = controls_note(controls, history);
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
+  report.engine = engine.get();
   eval_seconds += seconds_since(t2);
   report.history = history;
   report.train_seconds = train_seconds;

@@ -410,11 +410,13 @@ void WebServer::routes() {
     send_json(res, 200, training->snapshot());
   });
 
-  // The run's report, by name from a fixed list: nothing else on disk is reachable.
-  s.Get(R"(/run/([a-z_.]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  // The run's report, by name from a fixed list (and its inside_*.svg pictures): nothing else on
+  // disk is reachable.
+  s.Get(R"(/run/([a-z0-9_.]+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     const auto& files = report_files();
-    if (std::find(files.begin(), files.end(), name) == files.end()) {
+    const bool inside = name.starts_with("inside_") && name.ends_with(".svg");
+    if (!inside && std::find(files.begin(), files.end(), name) == files.end()) {
       return send_error(res, 404, reason(404));
     }
     std::optional<std::filesystem::path> dir;

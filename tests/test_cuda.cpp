@@ -1000,6 +1000,8 @@ double distance(const Floats& a, const Floats& b) {
   return std::sqrt(s);
 }
 
+double norm(const Floats& a) { return distance(a, Floats(a.size(), 0.0f)); }
+
 // One Adam step moves most parameters by about lr whatever their gradient's size, so the two
 // engines must agree to 0.1% of the step's length (CPU float vs double: 6.7e-6; a parameter whose
 // gradient is ~0 may turn the other way on a rounding: 2 lr out of a step of ~lr * sqrt(4e5)).
@@ -1022,6 +1024,41 @@ TEST_F(Cuda, OneTrainingStepMatchesTheCpuEngine) {
   EXPECT_EQ(mg.count, mc.count);
   const Floats pg = gpu->parameters(), pc = cpu->parameters();
   EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
+}
+
+// activations() and saliency() on the GPU against the CPU engine, with the same weights after a
+// few training steps; neither changes the training state.
+TEST_F(Cuda, ActivationsAndSaliencyMatchTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,conv8,pool,drop0.3,dense16"));
+  const QuadrantData data(64);
+  EngineOptions opt;
+  opt.batch_size = 16;
+  opt.seed = 5;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  gpu->train_epoch(iota_indices(0, 64), 0);
+  cpu->set_parameters(gpu->parameters());
+  const TrainingState before = gpu->state();
+  const int64_t count = 20, size = g.input().size();  // two batches, the last partial
+  const std::span<const uint8_t> images(data.dataset().images, static_cast<size_t>(count * size));
+  const auto ag = gpu->activations(images), ac = cpu->activations(images);
+  ASSERT_EQ(ag.size(), ac.size());
+  for (size_t i = 0; i < ag.size(); ++i) {
+    ASSERT_EQ(ag[i].size(), ac[i].size());
+    EXPECT_LE(distance(ag[i], ac[i]), 1e-4 * (1 + norm(ac[i]))) << "layer " << i;
+  }
+  std::vector<int> pg, pc;
+  const Floats sg = gpu->saliency(images, &pg), sc = cpu->saliency(images, &pc);
+  EXPECT_EQ(pg, pc);
+  ASSERT_EQ(sg.size(), sc.size());
+  EXPECT_GT(norm(sc), 0);
+  EXPECT_LE(distance(sg, sc), 1e-4 * norm(sc));
+  const TrainingState after = gpu->state();
+  EXPECT_EQ(after.params, before.params);
+  EXPECT_EQ(after.adam_m, before.adam_m);
+  EXPECT_EQ(after.step, before.step);
 }
 
 // Fifty steps (an epoch of 1600 samples in batches of 32) from the same seed and data: the runs

@@ -152,6 +152,117 @@ TEST(ModelGradient, DropoutChangesTheGradientOnlyThroughItsMask) {
   EXPECT_EQ(eval, std::vector<double>(net.logits(), net.logits() + 6));
 }
 
+// The saliency (d(predicted logit)/d(input) by the backward pass, dropout off) against central
+// differences of that logit in double, over every input pixel; kinks are skipped as above.
+TEST(Saliency, MatchesFiniteDifferencesOfThePredictedLogit) {
+  const Graph g =
+      Graph::build(ModelSpec::parse("conv3,pool,conv4,pool,drop0.5,dense6"), Shape{1, 8, 8}, 4);
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 2, 5);
+  glorot_uniform_init<double>(g, 5, {net.params(), static_cast<size_t>(g.param_count())});
+  for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));
+  const int64_t n = 2, size = g.input().size(), classes = g.classes();
+  fill_batch(net, n, 13);
+  const std::vector<double> x(net.input(), net.input() + n * size);
+  std::vector<double> grad(static_cast<size_t>(n * size));
+  int32_t predicted[2];
+  const std::vector<double> params(net.params(), net.params() + g.param_count());
+  net.saliency(n, grad.data(), predicted);
+  EXPECT_EQ(std::vector<double>(net.params(), net.params() + g.param_count()), params);
+  EXPECT_EQ(net.counters()[kStepCounter], 0);
+  net.forward(n, false);
+  const std::vector<int64_t> base = region(net, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double* row = net.logits() + i * classes;
+    EXPECT_EQ(predicted[i], std::max_element(row, row + classes) - row);
+  }
+  auto logit = [&](int64_t img) {
+    net.forward(n, false);
+    return net.logits()[img * classes + predicted[img]];
+  };
+  const test::FdTolerance tol;
+  int skipped = 0, failures = 0, nonzero = 0;
+  for (int64_t j = 0; j < n * size; ++j) {
+    const int64_t img = j / size;
+    double& p = net.input()[j];
+    p = x[j] + tol.h;
+    const double up = logit(img);
+    const bool up_same = region(net, n) == base;
+    p = x[j] - tol.h;
+    const double down = logit(img);
+    const bool down_same = region(net, n) == base;
+    p = x[j];
+    if (!up_same || !down_same) {
+      ++skipped;
+      continue;
+    }
+    const double numeric = (up - down) / (2 * tol.h);
+    nonzero += grad[j] != 0;
+    const double bound = tol.atol + tol.rtol * std::max(std::abs(grad[j]), std::abs(numeric));
+    if (std::abs(grad[j] - numeric) > bound && ++failures <= 5) {
+      ADD_FAILURE() << "pixel " << j << ": analytic " << grad[j] << " vs numeric " << numeric;
+    }
+  }
+  EXPECT_EQ(failures, 0);
+  EXPECT_LE(skipped, static_cast<int>(n * size) / 10);
+  EXPECT_GT(nonzero, static_cast<int>(n * size) / 4)
+      << "the input gradient should reach most pixels";
+}
+
+// activations() runs the evaluate path's forward: its last layer is the logits, whose softmax is
+// evaluate()'s probabilities, and the training state does not move.
+TEST(CpuEngine, ActivationsAndSaliencyUseTheEvaluatePathAndKeepTheTrainingState) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.3,dense16"), Shape{1, 8, 8}, 4);
+  EngineOptions opt;
+  opt.batch_size = 3;  // five images: two batches, the last partial
+  opt.seed = 21;
+  auto engine = make_cpu_engine(g, opt);
+  const int64_t count = 5, size = g.input().size(), classes = g.classes();
+  std::vector<uint8_t> images(static_cast<size_t>(count * size)), labels(count, 0);
+  for (size_t i = 0; i < images.size(); ++i)
+    images[i] = static_cast<uint8_t>((i * 37 + i / 7) % 256);
+  engine->set_dataset({images.data(), labels.data(), count, g.input()});
+  const std::vector<int32_t> idx = {0, 1, 2, 3, 4};
+  engine->train_epoch(idx, 0);
+  const TrainingState before = engine->state();
+  std::vector<float> probs;
+  engine->evaluate(idx, &probs);
+  const auto acts = engine->activations(images);
+  ASSERT_EQ(acts.size(), g.layers().size());
+  for (size_t i = 0; i < acts.size(); ++i) {
+    EXPECT_EQ(static_cast<int64_t>(acts[i].size()), count * g.layers()[i].out.size());
+  }
+  const std::vector<float>& logits = acts.back();
+  std::vector<int> predicted;
+  const std::vector<float> sal = engine->saliency(images, &predicted);
+  EXPECT_EQ(static_cast<int64_t>(sal.size()), count * size);
+  EXPECT_TRUE(std::any_of(sal.begin(), sal.end(), [](float v) { return v != 0; }));
+  for (int64_t i = 0; i < count; ++i) {
+    const float* row = logits.data() + i * classes;
+    const float top = *std::max_element(row, row + classes);
+    double z = 0;
+    for (int64_t k = 0; k < classes; ++k) z += std::exp(double(row[k]) - top);
+    for (int64_t k = 0; k < classes; ++k) {
+      EXPECT_NEAR(std::exp(double(row[k]) - top) / z, probs[i * classes + k], 1e-6);
+    }
+    EXPECT_EQ(predicted[i], std::max_element(row, row + classes) - row);
+  }
+  const TrainingState after = engine->state();
+  EXPECT_EQ(after.params, before.params);
+  EXPECT_EQ(after.adam_m, before.adam_m);
+  EXPECT_EQ(after.adam_v, before.adam_v);
+  EXPECT_EQ(after.step, before.step);
+  EXPECT_THROW(engine->activations(std::span<const uint8_t>(images.data(), size - 1)),
+               std::invalid_argument);
+  // Training goes on exactly as if nothing had been asked in between.
+  auto twin = make_cpu_engine(g, opt);
+  twin->set_dataset({images.data(), labels.data(), count, g.input()});
+  twin->train_epoch(idx, 0);
+  twin->train_epoch(idx, 1);
+  engine->train_epoch(idx, 1);
+  EXPECT_EQ(engine->parameters(), twin->parameters());
+}
+
 TEST(EpochOrder, IsADeterministicPermutationThatChangesPerEpoch) {
   std::vector<int32_t> idx(1000);
   std::iota(idx.begin(), idx.end(), 5000);
