@@ -555,4 +555,14 @@ std::string svg_digit_grid(std::string_view title, const std::vector<DigitTile>&
   return svg.finish();
 }
 
+std::string inline_svg(const std::string& svg) {
+  const size_t start = svg.find("<svg");
+  return start == std::string::npos ? svg : svg.substr(start);
+}
+
+std::string figure(const std::string& svg, const std::string& file, const std::string& caption) {
+  return "<figure>" + inline_svg(svg) + "<figcaption>" + caption + " (<a href=\"" + file + "\">" +
+         file + "</a>)</figcaption></figure>\n";
+}
+
 }  // namespace mg

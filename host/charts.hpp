@@ -33,6 +33,10 @@ std::string encode_png_gray(std::span<const uint8_t> pixels, int width, int heig
 std::string base64_encode(std::string_view bytes);
 // Escapes & < > " ' for XML/HTML text and attribute values.
 std::string xml_escape(std::string_view text);
+// An SVG document without its XML declaration, for inlining into an HTML page.
+std::string inline_svg(const std::string& svg);
+// <figure> with the inlined SVG and a caption linking its file (report.html, compare.html).
+std::string figure(const std::string& svg, const std::string& file, const std::string& caption);
 // 421642 -> "421,642" (Keras' thousands separator).
 std::string format_thousands(int64_t value);
 // printf("%.*f") in the C locale.

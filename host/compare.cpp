@@ -279,16 +279,6 @@ code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 1
 footer { color: var(--muted); font-size: 13px; margin-top: 18px; text-align: center; }
 )css";
 
-std::string inline_svg(const std::string& svg) {
-  const size_t start = svg.find("<svg");
-  return start == std::string::npos ? svg : svg.substr(start);
-}
-
-std::string figure(const std::string& svg, const std::string& file, const std::string& caption) {
-  return "<figure>" + inline_svg(svg) + "<figcaption>" + caption + " (<a href=\"" + file + "\">" +
-         file + "</a>)</figcaption></figure>\n";
-}
-
 // Line breaks after commas only.
 std::string spec_html(const std::string& spec) {
   std::string out;

@@ -377,17 +377,6 @@ ul.files { columns: 3; margin: 0; }
 footer { color: var(--muted); font-size: 13px; margin-top: 18px; text-align: center; }
 )css";
 
-// An SVG document without its XML declaration, for inlining into the page.
-std::string inline_svg(const std::string& svg) {
-  const size_t start = svg.find("<svg");
-  return start == std::string::npos ? svg : svg.substr(start);
-}
-
-std::string figure(const std::string& svg, const std::string& file, const std::string& caption) {
-  return "<figure>" + inline_svg(svg) + "<figcaption>" + caption + " (<a href=\"" + file + "\">" +
-         file + "</a>)</figcaption></figure>\n";
-}
-
 std::string card(const std::string& label, const std::string& value, bool main = false) {
   return std::string("<div class=\"card") + (main ? " main" : "") + "\"><div class=\"label\">" +
          xml_escape(label) + "</div><div class=\"value\">" + xml_escape(value) + "</div></div>";
