@@ -4,6 +4,12 @@
 //   v = beta2 * v + (1 - beta2) * g^2
 //   p = p - alpha_t * m / (sqrt(v) + epsilon),  alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
 // (epsilon is added to sqrt(v) unscaled, as tf.keras and Keras 3 do.)
+//
+// Decoupled weight decay (AdamW, as torch.optim.AdamW and Keras' AdamW), on kernel weights only
+// (ParamRole::kKernel; never biases), before the Adam step of the same update:
+//   p = p - decay * p,  decay = lr * weight_decay  (lr undecayed by the bias correction; the
+//   product in double, rounded once)
+// weight_decay = 0 leaves p exactly as plain Adam does.
 #pragma once
 
 #include <cmath>
@@ -16,6 +22,7 @@ struct AdamConfig {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double epsilon = 1e-7;
+  double weight_decay = 0;  // AdamW's lambda; the starting value (it lives in backend memory)
 };
 
 // The bias-corrected step size for update number t = step + 1 (double, then rounded once).

@@ -24,7 +24,8 @@ class BasicEngine final : public Engine {
   template <class... BackendArgs>
   BasicEngine(const Graph& graph, const EngineOptions& options, BackendArgs&&... args)
       : be_(std::forward<BackendArgs>(args)...),
-        net_(be_, graph, options.batch_size, options.seed, options.adam, options.augment) {
+        net_(be_, graph, options.batch_size, options.seed, options.adam, options.augment,
+             options.l2) {
     std::vector<float> init(static_cast<size_t>(graph.param_count()));
     glorot_uniform_init<float>(graph, options.seed, init);
     set_parameters(init);
@@ -100,6 +101,8 @@ class BasicEngine final : public Engine {
     net_.set_learning_rate(lr);
   }
   double learning_rate() override { return net_.learning_rate(); }
+  void set_weight_decay(double wd) override { net_.set_weight_decay(wd); }
+  double weight_decay() override { return net_.weight_decay(); }
 
   int64_t step() override {
     int64_t counters[kCounterCount];
@@ -236,7 +239,8 @@ class BasicEngine final : public Engine {
     Metrics m;
     m.count = static_cast<int64_t>(sums[kSampleSum]);
     if (m.count > 0) {
-      m.loss = sums[kLossSum] / sums[kSampleSum];
+      m.l2_loss = sums[kL2Sum] / sums[kSampleSum];
+      m.loss = sums[kLossSum] / sums[kSampleSum] + m.l2_loss;
       m.accuracy = sums[kCorrectSum] / sums[kSampleSum];
     }
     return m;

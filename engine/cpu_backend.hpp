@@ -110,12 +110,21 @@ class CpuBackend {
   }
 
   // The learning rate is *lr (c.lr is not read), as on the GPU.
+  // *weight_decay decays the parameters where kernel_mask is 1 (AdamW); see engine/adam.hpp.
   void adam(T* p, const T* g, T* m, T* v, int64_t count, const AdamConfig& c, const double* lr,
-            const int64_t* counters) {
+            const double* weight_decay, const uint8_t* kernel_mask, const int64_t* counters) {
     AdamConfig at = c;
     at.lr = *lr;
     cpu::adam_update(p, g, m, v, count, static_cast<T>(adam_alpha(at, counters[kStepCounter])),
-                     static_cast<T>(c.beta1), static_cast<T>(c.beta2), static_cast<T>(c.epsilon));
+                     static_cast<T>(c.beta1), static_cast<T>(c.beta2), static_cast<T>(c.epsilon),
+                     static_cast<T>(*lr * *weight_decay), kernel_mask);
+  }
+
+  // L2 kernel regularizer: g += 2 l2 p on the kernel weights (g may be null), and the penalty,
+  // times the batch size n, into the metric sums.
+  void l2_penalty(const T* p, T* g, const uint8_t* kernel_mask, int64_t count, double l2, int64_t n,
+                  double* sums) {
+    sums[kL2Sum] += static_cast<double>(n) * cpu::l2_penalty(p, g, kernel_mask, count, l2);
   }
 
   // x[i] = images[order[cursor + i]] / 255, labels likewise.

@@ -442,14 +442,37 @@ void softmax(const T* logits, T* probs, int64_t n, int64_t classes) {
 }
 
 // One Adam update over a flat buffer (see engine/adam.hpp for the formula); alpha is adam_alpha().
+// decay = lr * weight_decay, applied where kernel_mask[i] is 1 (AdamW); 0 or a null mask: Adam.
 template <class T>
-void adam_update(T* p, const T* g, T* m, T* v, int64_t count, T alpha, T beta1, T beta2, T eps) {
+void adam_update(T* p, const T* g, T* m, T* v, int64_t count, T alpha, T beta1, T beta2, T eps,
+                 T decay = T(0), const uint8_t* kernel_mask = nullptr) {
+  const bool decays = decay != T(0) && kernel_mask != nullptr;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < count; ++i) {
+    if (decays && kernel_mask[i]) p[i] -= decay * p[i];
     m[i] = beta1 * m[i] + (T(1) - beta1) * g[i];
     v[i] = beta2 * v[i] + (T(1) - beta2) * g[i] * g[i];
     p[i] -= alpha * m[i] / (std::sqrt(v[i]) + eps);
   }
+}
+
+// Keras' kernel_regularizer l2 over the parameters where kernel_mask[i] is 1: returns
+// l2 * sum(p^2) (accumulated in double, in index order, so the value does not depend on the thread
+// count) and, when g is given, adds its gradient 2 * l2 * p to g.
+template <class T>
+double l2_penalty(const T* p, T* g, const uint8_t* kernel_mask, int64_t count, double l2) {
+  if (g != nullptr) {
+    const T two_l2 = static_cast<T>(2 * l2);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) {
+      if (kernel_mask[i]) g[i] += two_l2 * p[i];
+    }
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (kernel_mask[i]) sum += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+  }
+  return l2 * sum;
 }
 
 }  // namespace mg::cpu

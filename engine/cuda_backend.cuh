@@ -33,6 +33,7 @@
 #include "kernels/dense.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/pool.cuh"
+#include "kernels/regularize.cuh"
 #include "kernels/softmax_xent.cuh"
 
 namespace mg {
@@ -172,8 +173,15 @@ class CudaBackend {
   }
 
   void adam(float* p, const float* g, float* m, float* v, int64_t count, const AdamConfig& c,
-            const double* lr, const int64_t* counters) {
-    kern::adam_update(p, g, m, v, count, c, lr, counters + kStepCounter, stream_);
+            const double* lr, const double* weight_decay, const uint8_t* kernel_mask,
+            const int64_t* counters) {
+    kern::adam_update(p, g, m, v, count, c, lr, counters + kStepCounter, stream_, weight_decay,
+                      kernel_mask);
+  }
+
+  void l2_penalty(const float* p, float* g, const uint8_t* kernel_mask, int64_t count, double l2,
+                  int64_t n, double* sums) {
+    kern::l2_penalty(p, g, kernel_mask, count, l2, n, l2_partials_.data(), sums + kL2Sum, stream_);
   }
 
   void gather(const uint8_t* images, const uint8_t* labels, int64_t sample_size,
@@ -321,6 +329,7 @@ class CudaBackend {
   std::map<int64_t, CapturedStep> graphs_;
   DeviceBuffer<uint32_t> shuffle_keys_;
   DeviceBuffer<int32_t> shuffle_positions_;
+  DeviceBuffer<double> l2_partials_;  // kern::l2_penalty's per-block sums
 };
 
 }  // namespace mg

@@ -154,6 +154,7 @@ CudaBackend::CudaBackend(bool use_graphs, Precision precision)
     CUBLAS_CHECK(cublasSetMathMode(cublas_, precision_ == Precision::kTf32
                                                 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                 : CUBLAS_DEFAULT_MATH));
+    l2_partials_ = DeviceBuffer<double>(kern::kL2Blocks, stream_);
   } catch (...) {
     release();
     throw;

@@ -17,9 +17,12 @@
 namespace mg {
 
 struct Metrics {
-  double loss = 0;      // mean cross-entropy
+  // As Keras reports it: the mean cross-entropy plus, with an L2 regularizer, the mean penalty
+  // (l2_loss); the data loss alone is loss - l2_loss.
+  double loss = 0;
   double accuracy = 0;  // fraction of argmax == label
   int64_t count = 0;
+  double l2_loss = 0;   // mean of l2 * sum(kernel^2) over the pass's batches (0 without --l2)
 };
 
 // A host view of a labelled uint8 image set; the engine copies it to its device once.
@@ -33,7 +36,8 @@ struct Dataset {
 struct EngineOptions {
   int64_t batch_size = 128;
   uint64_t seed = 42;  // weights, dropout masks and the per-epoch shuffle all derive from it
-  AdamConfig adam;
+  AdamConfig adam;  // adam.weight_decay: AdamW's decoupled decay of the kernel weights
+  double l2 = 0;    // Keras' kernel_regularizer l2 factor on every conv and dense kernel
   bool cuda_graph = true;  // CUDA: capture the training step in a graph and replay it
   AugmentConfig augment;   // random shifts and small rotations of training batches
   Precision precision = Precision::kFp32;  // CUDA: TF32 GEMMs when kTf32; the CPU ignores it
@@ -77,6 +81,10 @@ class Engine {
   // is in device memory, read by the captured step: changing it needs no recapture.
   virtual void set_learning_rate(double lr) = 0;
   virtual double learning_rate() = 0;
+  // AdamW's weight decay (EngineOptions::adam.weight_decay at first), in device memory like the
+  // learning rate. Throws std::invalid_argument unless finite and >= 0.
+  virtual void set_weight_decay(double weight_decay) = 0;
+  virtual double weight_decay() = 0;
   // Inference on `images` (count * graph().input().size() bytes, as in Dataset, count >= 1) with
   // the engine's own forward: out[i] is the output of layer i, [count, layers()[i].out], and the
   // last one the logits (before softmax). Changes no training state.

@@ -1,5 +1,7 @@
 #include "engine/graph.hpp"
 
+#include <algorithm>
+
 namespace mg {
 namespace {
 
@@ -39,6 +41,7 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
         }
         layer.out = {layer.out.c, oh, ow};
         layer.weight_size = layer.out.c * cur.c * layer.kernel * layer.kernel;
+        layer.weight_role = ParamRole::kKernel;
         break;
       }
       case LayerKind::kRelu: layer.out = cur; break;
@@ -52,7 +55,10 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
         break;
       case LayerKind::kDropout: layer.out = cur; break;
       case LayerKind::kFlatten: layer.out = {cur.size(), 1, 1}; break;
-      case LayerKind::kDense: layer.weight_size = layer.out.c * cur.size(); break;
+      case LayerKind::kDense:
+        layer.weight_size = layer.out.c * cur.size();
+        layer.weight_role = ParamRole::kKernel;
+        break;
     }
     if (layer.weight_size > 0) {
       layer.bias_size = layer.out.c;
@@ -60,6 +66,9 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
       layer.bias_offset = params + layer.weight_size;
       params += layer.weight_size + layer.bias_size;
       if (params > kMaxParams) throw SpecError("model spec: more than 2^28 parameters");
+      g.param_tensors_.push_back(
+          {layer.index, layer.weight_offset, layer.weight_size, layer.weight_role});
+      g.param_tensors_.push_back({layer.index, layer.bias_offset, layer.bias_size, ParamRole::kBias});
     }
     if (layer.out.size() > kMaxActivation) {
       throw SpecError("model spec: '" + layer.name + "' output is too large per image");
@@ -105,6 +114,15 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
   add(std::move(head));
   g.param_count_ = params;
   return g;
+}
+
+std::vector<uint8_t> Graph::kernel_mask() const {
+  std::vector<uint8_t> mask(static_cast<size_t>(param_count_), 0);
+  for (const ParamTensor& t : param_tensors_) {
+    if (t.role != ParamRole::kKernel) continue;
+    std::fill_n(mask.begin() + t.offset, t.size, uint8_t{1});
+  }
+  return mask;
 }
 
 }  // namespace mg

@@ -17,6 +17,19 @@ struct Shape {
   bool operator==(const Shape&) const = default;
 };
 
+// What a parameter tensor is to the optimizer and the regularizers. Only kKernel tensors (conv and
+// dense weights) take --weight-decay and --l2, as Keras' kernel_regularizer and the usual AdamW
+// exclusions do; biases and any other layer's parameters (normalization scales and shifts, say)
+// are kOther or kBias, so a new kind of parameter is left alone unless it says otherwise.
+enum class ParamRole { kKernel, kBias, kOther };
+
+// One tensor of the flat parameter buffer.
+struct ParamTensor {
+  int layer = 0;  // index into Graph::layers()
+  int64_t offset = 0, size = 0;
+  ParamRole role = ParamRole::kOther;
+};
+
 struct Layer {
   LayerKind kind = LayerKind::kFlatten;
   int index = 0;  // position in the graph; also the dropout RNG's layer key
@@ -30,6 +43,7 @@ struct Layer {
   // conv weight [out.c, in.c, K, K], dense weight [out.c, in.size()]; bias [out.c].
   int64_t weight_offset = 0, weight_size = 0;
   int64_t bias_offset = 0, bias_size = 0;
+  ParamRole weight_role = ParamRole::kOther;  // kKernel for conv and dense weights
   bool has_params() const { return weight_size > 0; }
 };
 
@@ -43,6 +57,10 @@ class Graph {
   Shape input() const { return input_; }
   int classes() const { return classes_; }
   int64_t param_count() const { return param_count_; }
+  // Every parameter tensor, in buffer order, with its role.
+  const std::vector<ParamTensor>& param_tensors() const { return param_tensors_; }
+  // One byte per parameter: 1 where the parameter belongs to a kKernel tensor, else 0.
+  std::vector<uint8_t> kernel_mask() const;
   const ModelSpec& spec() const { return spec_; }
 
  private:
@@ -50,6 +68,7 @@ class Graph {
   Shape input_;
   int classes_ = 0;
   int64_t param_count_ = 0;
+  std::vector<ParamTensor> param_tensors_;
   ModelSpec spec_;
 };
 

@@ -13,11 +13,12 @@
 //   template <class U> Buffer<U> alloc(int64_t count);
 //   layer ops: conv_forward/backward, pool_forward/backward, dropout_forward/backward,
 //              dense_forward/backward, copy
-//   softmax_xent, softmax, adam, gather, gather_augmented, end_step, advance_cursor
+//   softmax_xent, softmax, adam, l2_penalty, gather, gather_augmented, end_step, advance_cursor
 //   (see CpuBackend for the exact signatures)
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -31,7 +32,8 @@ namespace mg {
 // Counters that live in backend memory so a captured step can advance them itself.
 enum Counter : int { kStepCounter = 0, kCursorCounter = 1, kCounterCount = 2 };
 // Metric sums, also in backend memory, read once per epoch.
-enum MetricSum : int { kLossSum = 0, kCorrectSum = 1, kSampleSum = 2, kMetricCount = 3 };
+// kL2Sum: the L2 kernel penalty, times each batch's size (so / kSampleSum is its mean per sample).
+enum MetricSum : int { kLossSum = 0, kCorrectSum = 1, kSampleSum = 2, kL2Sum = 3, kMetricCount = 4 };
 
 // Per conv layer scratch. col is the layer's own: the forward leaves im2col(x) there and the
 // backward may use it instead of unfolding x again (and may overwrite it with d(col)).
@@ -48,14 +50,19 @@ class Network {
   template <class U>
   using Buffer = typename Backend::template Buffer<U>;
 
+  // l2: Keras' kernel_regularizer l2 on every kernel tensor (ParamRole::kKernel), 0: none.
   Network(Backend& backend, Graph graph, int64_t max_batch, uint64_t seed, AdamConfig adam = {},
-          AugmentConfig augment = {})
+          AugmentConfig augment = {}, double l2 = 0)
       : be_(backend),
         graph_(std::move(graph)),
         max_batch_(max_batch),
         seed_(seed),
         adam_(adam),
-        augment_(augment) {
+        augment_(augment),
+        l2_(l2) {
+    if (!(l2 >= 0) || !std::isfinite(l2)) {
+      throw std::invalid_argument("the L2 factor must be finite and at least 0");
+    }
     if (augment_.enabled && graph_.input().c != 1) {
       throw std::invalid_argument("augmentation supports one-channel images only");
     }
@@ -68,6 +75,11 @@ class Network {
     counters_ = be_.template alloc<int64_t>(kCounterCount);
     lr_ = be_.template alloc<double>(1);
     set_learning_rate(adam_.lr);
+    weight_decay_ = be_.template alloc<double>(1);
+    set_weight_decay(adam_.weight_decay);
+    const std::vector<uint8_t> mask = graph_.kernel_mask();
+    kernel_mask_ = be_.template alloc<uint8_t>(std::max<int64_t>(p, 1));
+    be_.upload(kernel_mask_.data(), mask.data(), p);
     metrics_ = be_.template alloc<double>(kMetricCount);
     labels_ = be_.template alloc<int32_t>(max_batch);
     plan_memory();
@@ -77,6 +89,7 @@ class Network {
   int64_t max_batch() const { return max_batch_; }
   uint64_t seed() const { return seed_; }
   const AdamConfig& adam() const { return adam_; }
+  double l2() const { return l2_; }
   Backend& backend() { return be_; }
 
   T* params() { return params_.data(); }
@@ -96,6 +109,19 @@ class Network {
     be_.download(&lr, lr_.data(), 1);
     return lr;
   }
+  // AdamW's weight decay rate, in backend memory like the learning rate (no recapture either).
+  void set_weight_decay(double wd) {
+    if (!(wd >= 0) || !std::isfinite(wd)) {
+      throw std::invalid_argument("the weight decay must be finite and at least 0");
+    }
+    be_.upload(weight_decay_.data(), &wd, 1);
+  }
+  double weight_decay() {
+    double wd = 0;
+    be_.download(&wd, weight_decay_.data(), 1);
+    return wd;
+  }
+  const uint8_t* kernel_mask() { return kernel_mask_.data(); }  // Graph::kernel_mask()
   double* metric_sums() { return metrics_.data(); }
   T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
   T* activation_grad(size_t i) { return dact_[i]; }
@@ -134,6 +160,14 @@ class Network {
   // Softmax cross-entropy on logits() against labels(): fills logits_grad() and adds to the sums.
   void loss(int64_t n) {
     be_.softmax_xent(n, graph_.classes(), logits(), labels(), logits_grad(), metric_sums());
+  }
+
+  // The L2 kernel penalty at the current parameters into the sums (times n); with_grad: its
+  // gradient added to grads() (call after backward(), which overwrites them). Nothing when l2 = 0.
+  void regularize(int64_t n, bool with_grad) {
+    if (l2_ == 0) return;
+    be_.l2_penalty(params(), with_grad ? grads() : nullptr, kernel_mask(), graph_.param_count(), l2_,
+                   n, metric_sums());
   }
 
   // Backward from logits_grad(): fills grads() (overwritten, never accumulated). Activation
@@ -196,11 +230,12 @@ class Network {
 
   void adam_update() {
     be_.adam(params(), grads(), adam_m(), adam_v(), graph_.param_count(), adam_, lr_.data(),
-             counters());
+             weight_decay_.data(), kernel_mask(), counters());
   }
 
   // One whole training step on the batch order[cursor, cursor + n): gather, forward, loss,
-  // backward, Adam, then step += 1 and cursor += n. Allocation-free and synchronization-free.
+  // backward, the L2 penalty, Adam(W), then step += 1 and cursor += n. Allocation-free and
+  // synchronization-free.
   void train_step(const uint8_t* images, const uint8_t* labels, const int32_t* order, int64_t n) {
     if (augment_.enabled) {
       be_.gather_augmented(images, labels, graph_.input(), order, counters(), n, augment_, seed_,
@@ -211,6 +246,7 @@ class Network {
     forward(n, true);
     loss(n);
     backward(n);
+    regularize(n, true);
     adam_update();
     be_.end_step(counters(), n);
   }
@@ -220,6 +256,7 @@ class Network {
     be_.gather(images, labels, graph_.input().size(), order, counters(), n, input(), this->labels());
     forward(n, false);
     be_.softmax_xent(n, graph_.classes(), logits(), this->labels(), nullptr, metric_sums());
+    regularize(n, false);  // Keras' val_loss includes the regularization losses too
     be_.advance_cursor(counters(), n);
   }
 
@@ -292,10 +329,12 @@ class Network {
   uint64_t seed_;
   AdamConfig adam_;
   AugmentConfig augment_;
+  double l2_ = 0;
   Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_;
   Buffer<int32_t> labels_, argmax_arena_;
+  Buffer<uint8_t> kernel_mask_;
   Buffer<int64_t> counters_;
-  Buffer<double> lr_;
+  Buffer<double> lr_, weight_decay_;
   Buffer<double> metrics_;
   std::vector<T*> act_, dact_;
   std::vector<int32_t*> argmax_;

@@ -1,6 +1,7 @@
 // Adam on the GPU: one fused kernel over the flat parameter buffer. Element arithmetic in
 // kernels/adam_math.cuh; the step size is computed on the device from the step counter and the
-// learning rate, both read from device memory (a captured step follows a schedule's changes).
+// learning rate, both read from device memory (a captured step follows a schedule's changes), as
+// is AdamW's weight decay rate.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -12,8 +13,11 @@
 namespace mg::kern {
 
 // p, m, v updated in place from g, for count elements; *step is update number t - 1, *lr the
-// learning rate (c.lr is not read).
+// learning rate (c.lr and c.weight_decay are not read). AdamW: *weight_decay (device memory, like
+// lr, so a captured step follows a change) decays the elements where kernel_mask[i] is 1; both
+// null: plain Adam.
 void adam_update(float* p, const float* g, float* m, float* v, int64_t count, const AdamConfig& c,
-                 const double* lr, const int64_t* step, cudaStream_t stream);
+                 const double* lr, const int64_t* step, cudaStream_t stream,
+                 const double* weight_decay = nullptr, const uint8_t* kernel_mask = nullptr);
 
 }  // namespace mg::kern

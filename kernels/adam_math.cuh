@@ -18,10 +18,12 @@ MG_HOST_DEVICE double adam_alpha_at(double lr, double beta1, double beta2, int64
   return lr * sqrt(1.0 - pow(beta2, t)) / (1.0 - pow(beta1, t));
 }
 
-// Element i of the flat parameter buffer; the same expressions as cpu::adam_update.
+// Element i of the flat parameter buffer; the same expressions as cpu::adam_update. decay is
+// lr * weight_decay for a kernel weight, 0 for any other parameter (AdamW's decoupled decay first).
 template <class T>
 MG_HOST_DEVICE void adam_at(T* p, const T* g, T* m, T* v, int64_t i, T alpha, T beta1, T beta2,
-                            T eps) {
+                            T eps, T decay = T(0)) {
+  if (decay != T(0)) p[i] -= decay * p[i];
   m[i] = beta1 * m[i] + (T(1) - beta1) * g[i];
   v[i] = beta2 * v[i] + (T(1) - beta2) * g[i] * g[i];
   p[i] -= alpha * m[i] / (sqrt_of(v[i]) + eps);

@@ -32,7 +32,9 @@ void two_steps(double tol) {
   for (int step = 0; step < 2; ++step) {
     T g[3];
     for (int i = 0; i < 3; ++i) g[i] = static_cast<T>(step == 0 ? kG1[i] : kG2[i]);
-    be.adam(p, g, m, v, 3, c, &c.lr, counters);
+    const double wd = 0;
+    const uint8_t mask[] = {1, 1, 1};
+    be.adam(p, g, m, v, 3, c, &c.lr, &wd, mask, counters);
     be.end_step(counters, 1);
     for (int i = 0; i < 3; ++i) {
       EXPECT_NEAR(p[i], (step == 0 ? kStep1 : kStep2)[i], tol) << "step " << step << " element " << i;
@@ -45,6 +47,62 @@ void two_steps(double tol) {
 TEST(Adam, TwoStepsByHandDouble) { two_steps<double>(1e-12); }
 // float32 carries about 7 digits: 1e-7 on values near 1.
 TEST(Adam, TwoStepsByHandFloat) { two_steps<float>(2e-7); }
+
+// AdamW (torch.optim.AdamW, Keras' AdamW): p = p - lr * wd * p, then the Adam step. The Adam step
+// does not depend on p, so by hand: p1 = p0 (1 - lr wd) - (p0 - kStep1) and
+// p2 = p1 (1 - lr wd) - (kStep1 - kStep2). Element 2 is a bias (mask 0): plain Adam, kStep.
+// The learning rate of step 2 is doubled to show the decay uses the rate of its own step.
+template <class T>
+void two_adamw_steps(double tol) {
+  CpuBackend<T> be;
+  const double p0[] = {1.0, -2.0, 0.5};
+  T p[] = {1.0, -2.0, 0.5}, m[3] = {}, v[3] = {};
+  int64_t counters[kCounterCount] = {0, 0};
+  const AdamConfig c;
+  const double wd = 0.25;
+  const uint8_t mask[] = {1, 1, 0};
+  double want[3];
+  for (int i = 0; i < 3; ++i) {
+    const double d1 = mask[i] ? c.lr * wd : 0.0;
+    want[i] = p0[i] * (1 - d1) - (p0[i] - kStep1[i]);
+  }
+  for (int step = 0; step < 2; ++step) {
+    T g[3];
+    for (int i = 0; i < 3; ++i) g[i] = static_cast<T>(step == 0 ? kG1[i] : kG2[i]);
+    const double lr = step == 0 ? c.lr : 2 * c.lr;
+    if (step == 1) {
+      // Adam's own step scales with lr: twice kStep1 - kStep2 at the doubled rate.
+      for (int i = 0; i < 3; ++i) {
+        const double d2 = mask[i] ? lr * wd : 0.0;
+        want[i] = want[i] * (1 - d2) - 2 * (kStep1[i] - kStep2[i]);
+      }
+    }
+    be.adam(p, g, m, v, 3, c, &lr, &wd, mask, counters);
+    be.end_step(counters, 1);
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i], want[i], tol) << "step " << step << " element " << i;
+  }
+  // The decay moved the kernel weights by about lr * wd * |p| = 5e-4 on element 1: far above tol.
+  EXPECT_GT(std::abs(static_cast<double>(p[1]) - kStep2[1]), 100 * tol);
+  EXPECT_NEAR(p[2], 2 * kStep2[2] - kStep1[2], tol) << "the bias never decays";
+}
+
+TEST(Adam, AdamWTwoStepsByHandDouble) { two_adamw_steps<double>(1e-12); }
+TEST(Adam, AdamWTwoStepsByHandFloat) { two_adamw_steps<float>(4e-7); }
+
+// weight decay 0 is Adam exactly (bit for bit), whatever the mask says.
+TEST(Adam, ZeroWeightDecayIsAdamBitForBit) {
+  CpuBackend<float> be;
+  float p[] = {1.0f, -2.0f, 0.5f}, m[3] = {}, v[3] = {}, q[] = {1.0f, -2.0f, 0.5f}, mq[3] = {},
+        vq[3] = {};
+  int64_t counters[kCounterCount] = {0, 0};
+  const AdamConfig c;
+  const double zero = 0;
+  const uint8_t all[] = {1, 1, 1}, none[] = {0, 0, 0};
+  const float g[] = {0.5f, -0.1f, 0.0f};
+  be.adam(p, g, m, v, 3, c, &c.lr, &zero, all, counters);
+  be.adam(q, g, mq, vq, 3, c, &c.lr, &zero, none, counters);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(p[i], q[i]) << i;
+}
 
 }  // namespace
 }  // namespace mg

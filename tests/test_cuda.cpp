@@ -513,14 +513,20 @@ TEST_P(CudaOp, SoftmaxCrossEntropyMatchesTheCpu) {
   }
 }
 
+// With weight decay (AdamW) on a mask of kernel weights: the mask's zeros (biases) must not decay.
 TEST_P(CudaOp, AdamMatchesTheCpu) {
   const AdamConfig config;
   for (const int64_t count : {int64_t{1}, int64_t{1001}, int64_t{421642}}) {
-    for (const int64_t first_step : {int64_t{0}, int64_t{5}}) {
-      SCOPED_TRACE("count=" + std::to_string(count) + " step=" + std::to_string(first_step));
+    for (const int64_t first_step : {int64_t{0}, int64_t{5}})
+    for (const double weight_decay : {0.0, 0.05}) {
+      SCOPED_TRACE("count=" + std::to_string(count) + " step=" + std::to_string(first_step) +
+                   " weight_decay=" + std::to_string(weight_decay));
       Floats p = random_floats(count, 600), m(static_cast<size_t>(count), 0.0f), v = m;
+      std::vector<uint8_t> mask(static_cast<size_t>(count));
+      for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 7 != 3);
       CudaBackend be;
       auto gp = device_copy(be, p), gm = device_copy(be, m), gv = device_copy(be, v);
+      auto gmask = device_copy(be, mask);
       auto gcounters = be.alloc<int64_t>(kCounterCount);
       CpuBackend<float> ref;
       for (int64_t step = first_step; step < first_step + 3; ++step) {
@@ -532,9 +538,14 @@ TEST_P(CudaOp, AdamMatchesTheCpu) {
         const double lr = config.lr * static_cast<double>(1 + step % 3);
         auto glr = be.alloc<double>(1);
         be.upload(glr.data(), &lr, 1);
-        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, glr.data(),
-                gcounters.data());
-        ref.adam(p.data(), g.data(), m.data(), v.data(), count, config, &lr, counters);
+        // The decay rate too, from device memory, changing between steps.
+        const double wd = weight_decay * static_cast<double>(1 + step % 2);
+        auto gwd = be.alloc<double>(1);
+        be.upload(gwd.data(), &wd, 1);
+        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, glr.data(), gwd.data(),
+                gmask.data(), gcounters.data());
+        ref.adam(p.data(), g.data(), m.data(), v.data(), count, config, &lr, &wd, mask.data(),
+                 counters);
       }
       const Floats p_gpu = host_copy(be, gp.data(), count), m_gpu = host_copy(be, gm.data(), count),
                    v_gpu = host_copy(be, gv.data(), count);
@@ -560,6 +571,43 @@ TEST_P(CudaOp, AdamMatchesTheCpu) {
       }
       EXPECT_EQ(bad, 0);
     }
+  }
+}
+
+// The L2 kernel penalty: the gradient term exactly as the CPU's (one float multiply-add per
+// element, 1 ulp for an FMA), the penalty summed in double in another order (1e-12 relative), and
+// nothing outside the mask. Summed into the metric twice, to show it adds.
+TEST_P(CudaOp, L2PenaltyMatchesTheCpu) {
+  for (const int64_t count : {int64_t{1}, int64_t{1001}, int64_t{421642}}) {
+    SCOPED_TRACE("count=" + std::to_string(count));
+    const Floats p = random_floats(count, 610), g0 = random_floats(count, 611, -0.01, 0.01);
+    std::vector<uint8_t> mask(static_cast<size_t>(count));
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 5 != 1);
+    const double l2 = 1e-3;
+    const int64_t n = 37;
+    CudaBackend be;
+    auto gp = device_copy(be, p), gg = device_copy(be, g0), gmask = device_copy(be, mask);
+    auto gsums = be.alloc<double>(kMetricCount);
+    be.l2_penalty(gp.data(), gg.data(), gmask.data(), count, l2, n, gsums.data());
+    be.l2_penalty(gp.data(), nullptr, gmask.data(), count, l2, n, gsums.data());
+    CpuBackend<float> ref;
+    Floats g = g0;
+    std::vector<double> sums(kMetricCount, 0.0);
+    ref.l2_penalty(p.data(), g.data(), mask.data(), count, l2, n, sums.data());
+    const Floats g_gpu = host_copy(be, gg.data(), count);
+    int bad = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (mask[i] == 0 && g_gpu[i] != g0[i] && ++bad <= 5) ADD_FAILURE() << "[" << i << "] unmasked";
+      const double scale = std::abs(g0[i]) + 2 * l2 * std::abs(p[i]);  // an FMA: 1 ulp of that
+      if (std::abs(g_gpu[i] - g[i]) > 1.2e-7 * scale && ++bad <= 5) {
+        ADD_FAILURE() << "[" << i << "] " << g_gpu[i] << " vs " << g[i];
+      }
+    }
+    EXPECT_EQ(bad, 0);
+    const std::vector<double> got = host_copy(be, gsums.data(), kMetricCount);
+    EXPECT_GT(sums[kL2Sum], 0.0);
+    EXPECT_NEAR(got[kL2Sum], 2 * sums[kL2Sum], 1e-12 * sums[kL2Sum]);
+    EXPECT_EQ(got[kLossSum], 0.0) << "only the L2 sum moves";
   }
 }
 
@@ -1026,6 +1074,32 @@ TEST_F(Cuda, OneTrainingStepMatchesTheCpuEngine) {
   EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
 }
 
+// The same with AdamW and the L2 penalty: the reported loss includes the penalty on both.
+TEST_F(Cuda, OneAdamWAndL2TrainingStepMatchesTheCpuEngine) {
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(64);
+  EngineOptions opt;
+  opt.batch_size = 32;
+  opt.seed = 7;
+  opt.adam.weight_decay = 0.5;  // large, so the decay is a visible part of the step
+  opt.l2 = 1e-3;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  const Floats p0 = cpu->parameters();
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto idx = iota_indices(0, 32);
+  const Metrics mg = gpu->train_epoch(idx, 0), mc = cpu->train_epoch(idx, 0);
+  EXPECT_GT(mc.l2_loss, 0.0);
+  EXPECT_NEAR(mg.l2_loss, mc.l2_loss, 1e-9 * mc.l2_loss);
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
+  const Floats pg = gpu->parameters(), pc = cpu->parameters();
+  EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
+  const Metrics vg = gpu->evaluate(idx, nullptr), vc = cpu->evaluate(idx, nullptr);
+  EXPECT_NEAR(vg.l2_loss, vc.l2_loss, 1e-6 * vc.l2_loss);
+  EXPECT_NEAR(vg.loss, vc.loss, 1e-5 * vc.loss);
+}
+
 // activations() and saliency() on the GPU against the CPU engine, with the same weights after a
 // few training steps; neither changes the training state.
 TEST_F(Cuda, ActivationsAndSaliencyMatchTheCpuEngine) {
@@ -1193,13 +1267,16 @@ struct RunResult {
 // (so the captured graphs must be retired and captured again), then the state.
 // second_lr > 0: the learning rate set before the second epoch (a schedule's change, after the
 // graphs were captured).
-RunResult train_twice(bool graphs, double second_lr = 0) {
+// weight_decay: AdamW's rate from the start; second_wd >= 0: the rate set before the second epoch.
+RunResult train_twice(bool graphs, double second_lr = 0, double weight_decay = 0,
+                      double second_wd = -1) {
   const Graph g = Graph::build(ModelSpec::parse("conv8,pool,conv16,pool,drop0.25,dense32,drop0.5"));
   const QuadrantData data(1500);
   EngineOptions opt;
   opt.batch_size = 64;
   opt.seed = 3;
   opt.cuda_graph = graphs;
+  opt.adam.weight_decay = weight_decay;
   auto e = make_cuda_engine(g, opt);
   e->set_dataset(data.dataset());
   const auto train = iota_indices(0, 500), test_idx = iota_indices(500, 900);
@@ -1208,6 +1285,7 @@ RunResult train_twice(bool graphs, double second_lr = 0) {
   std::vector<float> probs;
   r.metrics.push_back(e->evaluate(test_idx, &probs));
   if (second_lr > 0) e->set_learning_rate(second_lr);
+  if (second_wd >= 0) e->set_weight_decay(second_wd);
   r.metrics.push_back(e->train_epoch(train, 1));
   r.params = e->parameters();
   r.probs = probs;
@@ -1245,6 +1323,17 @@ TEST_F(Cuda, ALearningRateSetAfterCaptureReachesTheGraph) {
   EXPECT_NE(graph.params, unchanged.params) << "the new rate must change the second epoch";
   EXPECT_EQ(graph.metrics[0].loss, unchanged.metrics[0].loss) << "the first epoch is the same";
   EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "no recapture for a new rate";
+}
+
+// AdamW's rate is read from device memory the same way: set after the capture, it reaches the
+// graph, without a recapture.
+TEST_F(Cuda, AdamWeightDecaySetAfterCaptureReachesTheGraph) {
+  const RunResult graph = train_twice(true, 0, 0.01, 0.2), eager = train_twice(false, 0, 0.01, 0.2),
+                  unchanged = train_twice(true, 0, 0.01);
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_NE(graph.params, unchanged.params) << "the new decay must change the second epoch";
+  EXPECT_EQ(graph.metrics[0].loss, unchanged.metrics[0].loss) << "the first epoch is the same";
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "no recapture for a new decay";
 }
 
 TEST_F(Cuda, TrainingStateRoundTripsExactly) {

@@ -239,6 +239,22 @@ TEST(CpuOps, SameBitsAtOneAndTwoThreads) {
     p.insert(p.end(), v.begin(), v.end());
     return p;
   });
+  std::vector<uint8_t> mask(x.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 3 != 0);
+  expect_thread_count_independent("adam_update with weight decay", [&] {
+    std::vector<float> p = x, m(x.size()), v(x.size());
+    const std::vector<float> g = random_floats(x.size(), 6);
+    cpu::adam_update(p.data(), g.data(), m.data(), v.data(), static_cast<int64_t>(p.size()), 1e-3f,
+                     0.9f, 0.999f, 1e-7f, 1e-4f, mask.data());
+    return p;
+  });
+  expect_thread_count_independent("l2_penalty", [&] {
+    std::vector<float> g = random_floats(x.size(), 7);
+    const double penalty =
+        cpu::l2_penalty(x.data(), g.data(), mask.data(), static_cast<int64_t>(x.size()), 1e-3);
+    g.push_back(static_cast<float>(penalty));
+    return g;
+  });
 }
 
 }  // namespace

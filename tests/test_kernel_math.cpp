@@ -28,6 +28,7 @@
 #include "kernels/dropout_math.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/pool_math.cuh"
+#include "kernels/regularize_math.cuh"
 #include "kernels/softmax_math.cuh"
 #include "test_util.hpp"
 
@@ -361,6 +362,47 @@ TEST(KernelMath, AdamStepSizeIsAdamAlpha) {
     EXPECT_DOUBLE_EQ(kern::adam_alpha_at(c.lr, c.beta1, c.beta2, step), adam_alpha(c, step))
         << step;
   }
+}
+
+// AdamW's decay inside the element function: with decay d it is p - d p, then Adam, as the CPU's
+// adam_update with a mask of ones; d = 0 changes nothing.
+TEST(KernelMath, AdamWDecayMatchesTheReference) {
+  const AdamConfig c;
+  const int64_t count = 1001;
+  Floats p = random_floats(count, 28), m(static_cast<size_t>(count), 0.0f), v = m;
+  Floats rp = p, rm = m, rv = v;
+  std::vector<uint8_t> mask(static_cast<size_t>(count));
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 4 != 0);
+  const float decay = 1e-3f * 0.3f;
+  for (int64_t step = 0; step < 3; ++step) {
+    const Floats g = random_floats(count, 29 + static_cast<uint64_t>(step), -0.01, 0.01);
+    const auto alpha = static_cast<float>(adam_alpha(c, step));
+    cpu::adam_update(rp.data(), g.data(), rm.data(), rv.data(), count, alpha,
+                     static_cast<float>(c.beta1), static_cast<float>(c.beta2),
+                     static_cast<float>(c.epsilon), decay, mask.data());
+    for (int64_t i = 0; i < count; ++i)
+      kern::adam_at(p.data(), g.data(), m.data(), v.data(), i, alpha, static_cast<float>(c.beta1),
+                    static_cast<float>(c.beta2), static_cast<float>(c.epsilon),
+                    mask[static_cast<size_t>(i)] ? decay : 0.0f);
+  }
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(p[i], rp[i], 1e-6 * std::abs(rp[i])) << i;
+}
+
+// The L2 element function against cpu::l2_penalty: the same gradient, the same squares.
+TEST(KernelMath, L2ElementMatchesTheReference) {
+  const int64_t count = 513;
+  const Floats p = random_floats(count, 38);
+  Floats g = random_floats(count, 39), rg = g;
+  std::vector<uint8_t> mask(static_cast<size_t>(count));
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 3 != 2);
+  const double l2 = 2e-3;
+  const double want = cpu::l2_penalty(p.data(), rg.data(), mask.data(), count, l2);
+  double sum = 0;
+  for (int64_t i = 0; i < count; ++i)
+    sum += kern::l2_at(p.data(), g.data(), mask.data(), i, static_cast<float>(2 * l2));
+  EXPECT_EQ(g, rg);
+  EXPECT_NEAR(l2 * sum, want, 1e-14 * want);
+  EXPECT_GT(want, 0.0);
 }
 
 // Adam tolerance: 1e-6 relative on p, m, v after three updates. The expressions are the

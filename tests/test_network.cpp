@@ -36,7 +36,17 @@ std::vector<int64_t> region(DoubleNet& net, int64_t n) {
   return sig;
 }
 
-// Checks d(mean loss)/d(param) for the chosen parameters. A central difference that moves the
+// The L2 penalty computed here from the graph's tensor roles, independently of the engine.
+double kernel_penalty(DoubleNet& net) {
+  double sum = 0;
+  for (const ParamTensor& t : net.graph().param_tensors()) {
+    if (t.role != ParamRole::kKernel) continue;
+    for (int64_t i = t.offset; i < t.offset + t.size; ++i) sum += net.params()[i] * net.params()[i];
+  }
+  return net.l2() * sum;
+}
+
+// Checks d(mean loss)/d(param) for the chosen parameters (with the network's L2 penalty, if any). A central difference that moves the
 // input across a ReLU kink or a pooling tie measures no derivative, so such parameters are
 // skipped (as Caffe's checker does), and the test asserts that few were.
 void check_model_gradient(DoubleNet& net, int64_t n, const std::vector<int64_t>& which) {
@@ -44,12 +54,14 @@ void check_model_gradient(DoubleNet& net, int64_t n, const std::vector<int64_t>&
   auto loss = [&] {
     net.forward(n, true);
     return cpu::softmax_xent<double>(net.logits(), net.labels(), n, classes, nullptr).loss /
-           static_cast<double>(n);
+               static_cast<double>(n) +
+           kernel_penalty(net);
   };
   net.forward(n, true);
   const std::vector<int64_t> base = region(net, n);
   net.loss(n);
   net.backward(n);
+  net.regularize(n, true);
   const std::vector<double> analytic(net.grads(), net.grads() + net.graph().param_count());
   const test::FdTolerance tol;
   int skipped = 0, failures = 0;
@@ -114,6 +126,39 @@ TEST(ModelGradient, KernelSizesPaddingsAndTheReluLayer) {
     SCOPED_TRACE(spec);
     check_model_gradient(net, 3, all);
   }
+}
+
+// Keras' kernel_regularizer l2: d/dw of l2 * sum(w^2) = 2 l2 w on every conv and dense kernel,
+// nothing on biases. A large factor, so the penalty is a sizeable part of every kernel gradient.
+TEST(ModelGradient, L2PenaltyOnKernelsOnly) {
+  const Graph g = Graph::build(ModelSpec::parse("conv3k5,pool,conv4n,relu,drop0.3,dense7"),
+                               Shape{2, 8, 6}, 4);
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 3, 41, {}, {}, 0.05);
+  glorot_uniform_init<double>(g, 41, {net.params(), static_cast<size_t>(g.param_count())});
+  for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));
+  net.counters()[kStepCounter] = 3;
+  fill_batch(net, 3, 9);
+  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+  std::iota(all.begin(), all.end(), 0);
+  check_model_gradient(net, 3, all);
+
+  // The term itself: exactly 2 l2 w added on kernels, biases untouched.
+  net.forward(3, true);
+  net.loss(3);
+  net.backward(3);
+  const std::vector<double> data_grad(net.grads(), net.grads() + g.param_count());
+  net.regularize(3, true);
+  int kernels = 0, biases = 0;
+  for (const ParamTensor& t : g.param_tensors()) {
+    for (int64_t i = t.offset; i < t.offset + t.size; ++i) {
+      const double want = data_grad[i] + (t.role == ParamRole::kKernel ? 0.1 * net.params()[i] : 0.0);
+      EXPECT_DOUBLE_EQ(net.grads()[i], want) << i;
+    }
+    (t.role == ParamRole::kKernel ? kernels : biases) += 1;
+  }
+  EXPECT_EQ(kernels, 4);  // conv2d, conv2d_1, dense, dense_1 (the classifier)
+  EXPECT_EQ(biases, 4);
 }
 
 TEST(ModelGradient, SeedModelSampledParametersWithDropout) {
@@ -397,6 +442,124 @@ TEST(CpuEngine, SetLearningRateScalesTheNextUpdate) {
   auto e = make_cpu_engine(g, opt);
   EXPECT_THROW(e->set_learning_rate(0), std::invalid_argument);
   EXPECT_THROW(e->set_learning_rate(-1e-3), std::invalid_argument);
+}
+
+// Weight decay and the L2 penalty carry over a resume bit for bit as well (the decay rate lives
+// in backend memory; the penalty is a pure function of the weights).
+TEST(CpuEngine, ResumeWithWeightDecayAndL2IsBitwiseExact) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.3,dense16,drop0.5"), Shape{1, 8, 8}, 4);
+  const Quadrants data(300);
+  std::vector<int32_t> train(300);
+  std::iota(train.begin(), train.end(), 0);
+  EngineOptions opt;
+  opt.batch_size = 64;
+  opt.seed = 5;
+  opt.adam.weight_decay = 0.05;
+  opt.l2 = 1e-3;
+  const Dataset ds{data.images.data(), data.labels.data(), 300, Shape{1, 8, 8}};
+  auto straight = make_cpu_engine(g, opt);
+  straight->set_dataset(ds);
+  Metrics last_straight;
+  for (int e = 0; e < 4; ++e) last_straight = straight->train_epoch(train, e);
+  auto first = make_cpu_engine(g, opt);
+  first->set_dataset(ds);
+  for (int e = 0; e < 2; ++e) first->train_epoch(train, e);
+  auto resumed = make_cpu_engine(g, opt);
+  resumed->set_dataset(ds);
+  resumed->set_state(first->state());
+  Metrics last_resumed;
+  for (int e = 2; e < 4; ++e) last_resumed = resumed->train_epoch(train, e);
+  EXPECT_EQ(straight->state().params, resumed->state().params);
+  EXPECT_EQ(straight->state().adam_m, resumed->state().adam_m);
+  EXPECT_EQ(last_straight.loss, last_resumed.loss);
+  EXPECT_EQ(last_straight.l2_loss, last_resumed.l2_loss);
+  EXPECT_GT(last_straight.l2_loss, 0.0);
+
+  // Without the two, the same seed ends elsewhere: they did something.
+  EngineOptions plain = opt;
+  plain.adam.weight_decay = 0;
+  plain.l2 = 0;
+  auto other = make_cpu_engine(g, plain);
+  other->set_dataset(ds);
+  for (int e = 0; e < 4; ++e) other->train_epoch(train, e);
+  EXPECT_NE(other->parameters(), straight->parameters());
+}
+
+// The reported loss includes the penalty (as Keras' loss and val_loss do): evaluate() with l2 is
+// the data loss plus l2 * sum(kernel^2) at the engine's weights, and l2_loss is that term.
+TEST(CpuEngine, EvaluateLossIncludesTheL2Penalty) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,dense16"), Shape{1, 8, 8}, 4);
+  const Quadrants data(100);
+  std::vector<int32_t> idx(100);
+  std::iota(idx.begin(), idx.end(), 0);
+  const Dataset ds{data.images.data(), data.labels.data(), 100, Shape{1, 8, 8}};
+  EngineOptions opt;
+  opt.batch_size = 32;  // 3 full batches and one of 4: a per-batch term must still average right
+  auto plain = make_cpu_engine(g, opt);
+  opt.l2 = 2e-3;
+  auto reg = make_cpu_engine(g, opt);
+  plain->set_dataset(ds);
+  reg->set_dataset(ds);
+  EXPECT_EQ(plain->parameters(), reg->parameters());
+  const std::vector<float> w = reg->parameters();
+  double sum = 0;
+  for (const ParamTensor& t : g.param_tensors()) {
+    if (t.role != ParamRole::kKernel) continue;
+    for (int64_t i = t.offset; i < t.offset + t.size; ++i) sum += double(w[i]) * double(w[i]);
+  }
+  const Metrics a = plain->evaluate(idx, nullptr), b = reg->evaluate(idx, nullptr);
+  EXPECT_EQ(a.l2_loss, 0.0);
+  EXPECT_NEAR(b.l2_loss, 2e-3 * sum, 1e-12 * sum);
+  EXPECT_NEAR(b.loss, a.loss + b.l2_loss, 1e-12);
+  EXPECT_EQ(a.accuracy, b.accuracy);
+}
+
+// Weight decay only touches kernels: after one step from the same weights, a bias is where it is
+// without decay, bit for bit, and a kernel weight lr * wd * w further towards 0.
+TEST(CpuEngine, WeightDecayNeverTouchesBiases) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,dense16"), Shape{1, 8, 8}, 4);
+  const Quadrants data(32);
+  std::vector<int32_t> idx(32);
+  std::iota(idx.begin(), idx.end(), 0);
+  const Dataset ds{data.images.data(), data.labels.data(), 32, Shape{1, 8, 8}};
+  EngineOptions opt;
+  opt.batch_size = 32;
+  auto plain = make_cpu_engine(g, opt);
+  opt.adam.weight_decay = 0.5;
+  auto decayed = make_cpu_engine(g, opt);
+  EXPECT_EQ(decayed->weight_decay(), 0.5);
+  for (auto* e : {plain.get(), decayed.get()}) {
+    e->set_dataset(ds);
+    std::vector<float> p = e->parameters();  // nonzero biases, so a decay of them would show
+    for (const ParamTensor& t : g.param_tensors()) {
+      if (t.role == ParamRole::kBias) {
+        for (int64_t i = t.offset; i < t.offset + t.size; ++i) p[i] = 0.1f + 0.01f * float(i % 7);
+      }
+    }
+    e->set_parameters(p);
+  }
+  const std::vector<float> p0 = plain->parameters();
+  plain->train_epoch(idx, 0);
+  decayed->train_epoch(idx, 0);
+  const std::vector<float> a = plain->parameters(), b = decayed->parameters();
+  int kernels_checked = 0;
+  for (const ParamTensor& t : g.param_tensors()) {
+    for (int64_t i = t.offset; i < t.offset + t.size; ++i) {
+      if (t.role == ParamRole::kBias) {
+        EXPECT_EQ(a[i], b[i]) << "bias " << i;
+      } else {
+        // lr * wd * |w| = 5e-4 |w|; float rounding of a step near 1e-3 is ~1e-10.
+        EXPECT_NEAR(b[i] - a[i], -1e-3 * 0.5 * p0[i], 1e-9 + 1e-6 * std::abs(p0[i])) << "kernel " << i;
+        ++kernels_checked;
+      }
+    }
+  }
+  EXPECT_GT(kernels_checked, 0);
+  EXPECT_THROW(decayed->set_weight_decay(-1), std::invalid_argument);
+  EXPECT_THROW(decayed->set_weight_decay(std::nan("")), std::invalid_argument);
+  EngineOptions bad;
+  bad.l2 = -1;
+  EXPECT_THROW(make_cpu_engine(g, bad), std::invalid_argument);
 }
 
 TEST(CpuEngine, RejectsIndicesOutsideTheDataset) {
