@@ -122,6 +122,8 @@ std::string header_json(const fs::path& path, const Graph& graph, const Checkpoi
   md["adam_beta1"] = double_text(meta.adam_beta1);
   md["adam_beta2"] = double_text(meta.adam_beta2);
   md["adam_epsilon"] = double_text(meta.adam_epsilon);
+  md["weight_decay"] = double_text(meta.weight_decay);
+  md["l2"] = double_text(meta.l2);
   md["augment"] = meta.augment.enabled ? "1" : "0";
   md["augment_max_shift"] = double_text(meta.augment.max_shift);
   md["augment_max_rotation_deg"] = double_text(meta.augment.max_rotation_deg);
@@ -241,6 +243,14 @@ CheckpointMeta read_meta(const fs::path& path, const json& header) {
   m.adam_beta1 = r.real("adam_beta1");
   m.adam_beta2 = r.real("adam_beta2");
   m.adam_epsilon = r.real("adam_epsilon");
+  // Optional: a file without them was trained with neither (plain Adam, no penalty).
+  for (const auto& [key, value] : {std::pair{"weight_decay", &m.weight_decay}, std::pair{"l2", &m.l2}}) {
+    if (!it->contains(key)) continue;
+    *value = r.real(key);
+    if (!(*value >= 0) || !std::isfinite(*value)) {
+      r.bad(key, r.text(key), "a finite number >= 0");
+    }
+  }
   // Optional: a file without them was trained without augmentation.
   if (it->contains("augment")) {
     m.augment.enabled = r.integer("augment", 0, 1) == 1;

@@ -39,6 +39,8 @@ struct CheckpointMeta {
   int64_t batch_size = 128;
   double lr = 1e-3;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-7;
+  double weight_decay = 0;  // AdamW's decoupled decay of the kernel weights (0: Adam)
+  double l2 = 0;            // Keras' kernel_regularizer l2 on conv and dense kernels (0: none)
   AugmentConfig augment;  // the training batches' random shifts and rotations
   // The learning-rate schedule's settings and state (host/training_controls.hpp's JSON); empty in
   // a file written before schedules existed, which means a constant rate of `lr`.

@@ -90,6 +90,8 @@ RunReport base_report(const std::string& title, const LabeledImages& data, const
   r.test = split.test;
   r.batch_size = meta.batch_size;
   r.lr = meta.lr;
+  r.weight_decay = meta.weight_decay;
+  r.l2 = meta.l2;
   r.seed = meta.seed;
   return r;
 }

@@ -81,6 +81,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   auto* batch_opt = train->add_option("--batch-size", batch, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
   auto* lr_opt = train->add_option("--lr", lr, "Adam's learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  double weight_decay = 0, l2 = 0;
+  auto* wd_opt = train->add_option("--weight-decay", weight_decay,
+                                   "decoupled weight decay (AdamW, as torch.optim.AdamW): each step "
+                                   "w -= lr * W * w on conv and dense kernels, never biases")
+                     ->capture_default_str();
+  auto* l2_opt = train->add_option("--l2", l2,
+                                   "L2 penalty (Keras' kernel_regularizer l2): adds L * sum(w^2) of "
+                                   "every conv and dense kernel to the loss (history.csv: l2_loss)")
+                     ->capture_default_str();
   auto* seed_opt = train->add_option("--seed", seed, "seed of weights, dropout masks, shuffles and augmentation")->capture_default_str();
   auto* model_opt = train->add_option("--model", model,
                                       "layers, e.g. conv32,pool,conv64,pool,drop0.25,flatten,dense128,drop0.5 "
@@ -219,6 +228,8 @@ int main(int argc, char** argv) {
       if (!train_data.empty()) train_opt.data.dir = train_data;
       if (*batch_opt) train_opt.batch_size = batch;
       if (*lr_opt) train_opt.lr = lr;
+      if (*wd_opt) train_opt.weight_decay = weight_decay;
+      if (*l2_opt) train_opt.l2 = l2;
       if (*seed_opt) train_opt.seed = seed;
       if (*model_opt) train_opt.model = model;
       if (*schedule_opt) train_opt.lr_schedule = lr_schedule;

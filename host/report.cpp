@@ -134,7 +134,17 @@ Derived derive(const RunReport& r) {
 
 std::string history_csv(const RunReport& r) {
   // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
-  // Keras logs it with a schedule.
+  // Keras logs it with a schedule. loss and val_loss include the L2 penalty (as Keras' do); with
+  // --l2, l2_loss and val_l2_loss are that penalty's share (the data loss is loss - l2_loss).
+  if (r.l2 > 0) {
+    std::string out = "epoch,accuracy,l2_loss,loss,lr,val_accuracy,val_l2_loss,val_loss\n";
+    for (const EpochRecord& e : r.history) {
+      out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.l2_loss) +
+             "," + shortest(e.loss) + "," + shortest(e.lr) + "," + shortest(e.val_accuracy) + "," +
+             shortest(e.val_l2_loss) + "," + shortest(e.val_loss) + "\n";
+    }
+    return out;
+  }
   std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
   for (const EpochRecord& e : r.history) {
     out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
@@ -171,6 +181,10 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
                        {"val_accuracy", e.val_accuracy},
                        {"lr", e.lr},
                        {"seconds", e.seconds}});
+    if (r.l2 > 0) {
+      history.back()["l2_loss"] = e.l2_loss;
+      history.back()["val_l2_loss"] = e.val_l2_loss;
+    }
     epoch_seconds.push_back(e.seconds);
   }
   const double seen = static_cast<double>(r.train.size()) * static_cast<double>(r.history.size());
@@ -187,6 +201,8 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
   j["seed"] = r.seed;
   j["batch_size"] = r.batch_size;
   j["learning_rate"] = r.lr;
+  j["weight_decay"] = r.weight_decay;
+  j["l2"] = r.l2;
   j["training_controls"] = r.training_note;
   j["epochs"] = r.history.size();
   j["split"] = {{"train", r.train.size()}, {"val", r.val.size()}, {"test", r.test.size()}};
@@ -493,6 +509,8 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
   h += row({"Precision", xml_escape(r.precision)});
   h += row({"Batch size", std::to_string(r.batch_size)});
   h += row({"Learning rate (Adam)", shortest(r.lr)});
+  if (r.weight_decay > 0) h += row({"Weight decay (AdamW, kernels)", shortest(r.weight_decay)});
+  if (r.l2 > 0) h += row({"L2 regularizer (kernels; in the loss)", shortest(r.l2)});
   if (!r.training_note.empty()) h += row({"Training controls", xml_escape(r.training_note)});
   h += row({"Seed", std::to_string(r.seed)});
   h += row({"Data loading", duration(r.load_seconds)});

@@ -33,6 +33,9 @@ struct EpochRecord {
   double loss = 0, accuracy = 0, val_loss = 0, val_accuracy = 0;
   double seconds = 0;  // training time of the epoch, without validation
   double lr = 0;       // Adam's learning rate during the epoch (0: not recorded)
+  // The L2 penalty's share of loss and val_loss (--l2; 0 without it): the data loss is the
+  // difference.
+  double l2_loss = 0, val_l2_loss = 0;
 };
 
 struct RunReport {
@@ -55,6 +58,8 @@ struct RunReport {
   double load_seconds = 0;        // reading the dataset
   int64_t batch_size = 0;
   double lr = 0;
+  double weight_decay = 0;  // AdamW's (--weight-decay)
+  double l2 = 0;            // the kernel regularizer's factor (--l2); > 0 adds the l2 columns
   // The schedule and early stopping, in words ("cosine schedule; stopped early after epoch 9 ...");
   // empty: a constant rate, every epoch run.
   std::string training_note;

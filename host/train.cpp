@@ -1,5 +1,6 @@
 #include "host/train.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,8 @@ std::vector<EpochRecord> read_history_csv(const fs::path& file, int64_t epochs) 
       if (n == "accuracy") r.accuracy = v;
       if (n == "loss") r.loss = v;
       if (n == "lr") r.lr = v;
+      if (n == "l2_loss") r.l2_loss = v;
+      if (n == "val_l2_loss") r.val_l2_loss = v;
       if (n == "val_accuracy") r.val_accuracy = v;
       if (n == "val_loss") r.val_loss = v;
     }
@@ -95,6 +98,13 @@ std::string controls_note(const TrainingControls& c, const std::vector<EpochReco
 
 void run_train(const TrainOptions& o, std::ostream& out) {
   if (o.epochs < 1) throw std::invalid_argument("--epochs must be at least 1");
+  for (const auto& [name, value] : {std::pair{"--weight-decay", o.weight_decay}, std::pair{"--l2", o.l2}}) {
+    if (value && (!(*value >= 0) || !std::isfinite(*value))) {
+      std::ostringstream msg;
+      msg << name << " must be a finite number >= 0 (got " << *value << ")";
+      throw std::invalid_argument(msg.str());
+    }
+  }
 
   // Everything that can be wrong with the input is checked before anything is written.
   std::optional<Checkpoint> resume;
@@ -110,6 +120,9 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   meta.batch_size =
       pick(o.batch_size, resuming ? saved.batch_size : kDefaultBatch, "--batch-size", resuming);
   meta.lr = pick(o.lr, resuming ? saved.lr : kDefaultLr, "--lr", resuming);
+  meta.weight_decay =
+      pick(o.weight_decay, resuming ? saved.weight_decay : 0.0, "--weight-decay", resuming);
+  meta.l2 = pick(o.l2, resuming ? saved.l2 : 0.0, "--l2", resuming);
   meta.augment.enabled = pick(o.augment ? std::optional<bool>(true) : std::nullopt,
                               resuming ? saved.augment.enabled : false, "--augment", resuming);
   if (resuming) meta.augment = saved.augment;
@@ -180,6 +193,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   eo.batch_size = meta.batch_size;
   eo.seed = meta.seed;
   eo.adam.lr = meta.lr;
+  eo.adam.weight_decay = meta.weight_decay;
+  eo.l2 = meta.l2;
   eo.cuda_graph = o.cuda_graph;
   eo.augment = meta.augment;
   eo.precision = o.precision;
@@ -201,6 +216,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   out << "model: " << meta.spec << " (" << graph.param_count() << " parameters), device "
       << engine->device_name() << ", batch " << meta.batch_size << ", lr " << meta.lr << ", "
       << precision_name(engine->precision()) << (meta.augment.enabled ? ", augmented" : "");
+  if (meta.weight_decay > 0) out << ", weight decay " << meta.weight_decay;
+  if (meta.l2 > 0) out << ", l2 " << meta.l2;
   if (co.schedule != LrSchedule::kConstant) out << ", " << lr_schedule_name(co.schedule) << " schedule";
   out << '\n';
   out << "output: " << run_dir.string() << '\n';
@@ -246,8 +263,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
     eval_seconds += seconds_since(t1);
     train_seconds += seconds;
     out << progress.finish(steps, seconds, train, val) << std::endl;
-    history.push_back(
-        {static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy, seconds, lr});
+    history.push_back({static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy,
+                       seconds, lr, train.l2_loss, val.l2_loss});
     const TrainingControls::Verdict verdict = controls.end_epoch(epoch, val.loss);
     if (verdict.lr_reduced) {
       out << "Epoch " << epoch + 1 << ": ReduceLROnPlateau reducing learning rate to "

@@ -43,6 +43,8 @@ struct TrainOptions {
   // Unset: the defaults below, or the checkpoint's values with --resume.
   std::optional<int64_t> batch_size;  // 128
   std::optional<double> lr;           // 1e-3
+  std::optional<double> weight_decay; // 0: AdamW's decoupled decay of conv and dense kernels
+  std::optional<double> l2;           // 0: Keras' kernel_regularizer l2 on the same kernels
   std::optional<uint64_t> seed;       // 42
   std::optional<std::string> model;   // kSeedModelSpec
   std::optional<std::string> lr_schedule;  // constant, cosine or plateau (host/training_controls)

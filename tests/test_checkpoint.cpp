@@ -130,6 +130,8 @@ CheckpointMeta meta_for(const Graph& g) {
   m.adam_beta1 = 0.8;
   m.adam_beta2 = 0.99;
   m.adam_epsilon = 1e-6;
+  m.weight_decay = 4e-3;
+  m.l2 = 5e-4;
   m.augment.enabled = true;
   m.augment.max_shift = 1.5f;
   m.augment.max_rotation_deg = 7.25f;
@@ -149,6 +151,8 @@ void expect_same_meta(const CheckpointMeta& a, const CheckpointMeta& b) {
   EXPECT_EQ(a.adam_beta1, b.adam_beta1);
   EXPECT_EQ(a.adam_beta2, b.adam_beta2);
   EXPECT_EQ(a.adam_epsilon, b.adam_epsilon);
+  EXPECT_EQ(a.weight_decay, b.weight_decay);
+  EXPECT_EQ(a.l2, b.l2);
   EXPECT_EQ(a.augment.enabled, b.augment.enabled);
   EXPECT_EQ(a.augment.max_shift, b.augment.max_shift);
   EXPECT_EQ(a.augment.max_rotation_deg, b.augment.max_rotation_deg);
@@ -295,7 +299,7 @@ TEST(Checkpoint, SeedModelHasPyTorchNamesShapesAndAnAlignedHeader) {
   for (const char* key :
        {"format", "model_spec", "input_shape", "classes", "class_names", "dataset", "step",
         "epochs_done", "seed", "batch_size", "lr", "adam_beta1", "adam_beta2", "adam_epsilon",
-        "augment", "augment_max_shift", "augment_max_rotation_deg"}) {
+        "weight_decay", "l2", "augment", "augment_max_shift", "augment_max_rotation_deg"}) {
     EXPECT_TRUE(md.contains(key) && md[key].is_string()) << key;
   }
   EXPECT_EQ(md["format"], "mnist_gpu/1");
@@ -489,6 +493,9 @@ TEST_F(BadFile, BadMetadata) {
   expect_header_error([](json& h) { h["__metadata__"]["batch_size"] = "0"; },
                       "metadata 'batch_size'");
   expect_header_error([](json& h) { h["__metadata__"]["augment"] = "yes"; }, "metadata 'augment'");
+  expect_header_error([](json& h) { h["__metadata__"]["weight_decay"] = "-0.1"; },
+                      "metadata 'weight_decay' is \"-0.1\", expected a finite number >= 0");
+  expect_header_error([](json& h) { h["__metadata__"]["l2"] = "inf"; }, "metadata 'l2'");
   expect_header_error([](json& h) { h["__metadata__"].erase("augment_max_shift"); },
                       "metadata has no 'augment_max_shift'");
   expect_header_error([](json& h) { h["__metadata__"]["input_shape"] = "[1,8]"; },
@@ -634,6 +641,8 @@ TEST(Checkpoint, ReadsAHandBuiltFile) {
   EXPECT_EQ(ck.meta.class_names, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(ck.meta.lr, 0.01);
   EXPECT_FALSE(ck.meta.augment.enabled);  // no augment keys: trained without augmentation
+  EXPECT_EQ(ck.meta.weight_decay, 0.0);    // no weight_decay or l2 keys: plain Adam, no penalty
+  EXPECT_EQ(ck.meta.l2, 0.0);
   // The flat layout: dense weight, dense bias, dense_1 weight, dense_1 bias.
   EXPECT_EQ(ck.state.params, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 21, 22, 23, 24, 25,
                                                  26, 31, 32, 33}));
