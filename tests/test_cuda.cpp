@@ -586,7 +586,8 @@ TEST_P(CudaOp, L2PenaltyMatchesTheCpu) {
     const double l2 = 1e-3;
     const int64_t n = 37;
     CudaBackend be;
-    auto gp = device_copy(be, p), gg = device_copy(be, g0), gmask = device_copy(be, mask);
+    auto gp = device_copy(be, p), gg = device_copy(be, g0);
+    auto gmask = device_copy(be, mask);
     auto gsums = be.alloc<double>(kMetricCount);
     be.l2_penalty(gp.data(), gg.data(), gmask.data(), count, l2, n, gsums.data());
     be.l2_penalty(gp.data(), nullptr, gmask.data(), count, l2, n, gsums.data());
