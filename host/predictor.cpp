@@ -1,6 +1,7 @@
 #include "host/predictor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace mg {
@@ -29,10 +30,20 @@ Predictor::~Predictor() {
   }
 }
 
-std::vector<float> Predictor::predict(const MnistImage& image, std::chrono::milliseconds timeout) {
+std::vector<float> normalized_saliency(std::span<const float> v) {
+  float top = 0;
+  for (const float x : v) top = std::max(top, std::abs(x));
+  std::vector<float> out(v.size(), 0.0f);
+  if (top > 0 && std::isfinite(top)) {
+    for (size_t i = 0; i < v.size(); ++i) out[i] = std::min(1.0f, std::abs(v[i]) / top);
+  }
+  return out;
+}
+
+Prediction Predictor::predict(const MnistImage& image, std::chrono::milliseconds timeout) {
   auto job = std::make_shared<Job>();
   job->image = image;
-  std::future<std::vector<float>> result = job->result.get_future();
+  std::future<Prediction> result = job->result.get_future();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) throw PredictorBusy("the server is stopping");
@@ -57,7 +68,9 @@ PredictorStats Predictor::stats() const {
 void Predictor::run() {
   std::vector<uint8_t> images, labels;
   std::vector<int32_t> order;
-  std::vector<float> probs;
+  std::vector<float> probs, saliency;
+  std::vector<int> predicted;
+  const int64_t pixels = engine_->graph().input().size();
   for (;;) {
     std::vector<std::shared_ptr<Job>> batch;
     {
@@ -78,6 +91,7 @@ void Predictor::run() {
       std::iota(order.begin(), order.end(), 0);
       engine_->set_dataset({images.data(), labels.data(), n, Shape{1, 28, 28}});
       engine_->evaluate(order, &probs);
+      saliency = engine_->saliency(images, &predicted);
     } catch (...) {
       for (const auto& job : batch) job->result.set_exception(std::current_exception());
       continue;
@@ -91,7 +105,11 @@ void Predictor::run() {
     }
     for (int64_t i = 0; i < n; ++i) {
       const float* p = probs.data() + i * classes_;
-      batch[static_cast<size_t>(i)]->result.set_value(std::vector<float>(p, p + classes_));
+      Prediction answer;
+      answer.probabilities.assign(p, p + classes_);
+      // saliency() seeds the argmax of the logits, which is the argmax of the probabilities.
+      answer.saliency = normalized_saliency({saliency.data() + i * pixels, static_cast<size_t>(pixels)});
+      batch[static_cast<size_t>(i)]->result.set_value(std::move(answer));
     }
   }
 }

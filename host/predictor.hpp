@@ -11,6 +11,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -26,6 +27,18 @@ class PredictorBusy : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// One image's answer: the softmax probabilities and the saliency of the predicted class (the
+// argmax of the probabilities): |d(its logit)/d(pixel)| over the 28x28 input the network saw,
+// divided by its largest value so it lies in [0, 1] (all 0 when the gradient is 0 everywhere), as
+// explain's pictures scale it. Row-major, 28 * 28 values.
+struct Prediction {
+  std::vector<float> probabilities;
+  std::vector<float> saliency;
+};
+
+// |v| / max|v|, or zeros when v is all zeros.
+std::vector<float> normalized_saliency(std::span<const float> v);
+
 struct PredictorStats {
   int64_t images = 0, batches = 0, largest_batch = 0;
 };
@@ -38,9 +51,10 @@ class Predictor {
   Predictor(const Predictor&) = delete;
   Predictor& operator=(const Predictor&) = delete;
 
-  // The softmax probabilities of one image. Throws PredictorBusy when max_queue images are
-  // already waiting or no answer came within `timeout`; rethrows the engine's error otherwise.
-  std::vector<float> predict(const MnistImage& image, std::chrono::milliseconds timeout);
+  // The answer for one image (its batch's probabilities by the inference forward, its saliency by
+  // Engine::saliency, both on this object's thread). Throws PredictorBusy when max_queue images
+  // are already waiting or no answer came within `timeout`; rethrows the engine's error otherwise.
+  Prediction predict(const MnistImage& image, std::chrono::milliseconds timeout);
 
   int classes() const { return classes_; }
   std::string device_name() const { return device_name_; }
@@ -49,7 +63,7 @@ class Predictor {
  private:
   struct Job {
     MnistImage image;
-    std::promise<std::vector<float>> result;
+    std::promise<Prediction> result;
   };
   void run();
 

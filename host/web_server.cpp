@@ -381,13 +381,14 @@ void WebServer::routes() {
         return send_error(res, 400, e.what());
       }
     }
-    std::vector<float> probs;
+    Prediction answer;
     try {
-      probs = m->predictor->predict(image, options_.predict_timeout);
+      answer = m->predictor->predict(image, options_.predict_timeout);
     } catch (const PredictorBusy& e) {
       res.set_header("Retry-After", "1");
       return send_error(res, 503, e.what());
     }
+    const std::vector<float>& probs = answer.probabilities;
     const auto best = static_cast<int>(std::max_element(probs.begin(), probs.end()) - probs.begin());
     json body;
     body["digit"] = best;
@@ -395,6 +396,7 @@ void WebServer::routes() {
     body["probabilities"] = probs;
     body["classes"] = m->class_names;
     body["input"] = std::vector<int>(image.begin(), image.end());
+    body["saliency"] = answer.saliency;
     body["milliseconds"] =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     send_json(res, 200, body);

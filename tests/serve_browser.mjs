@@ -90,6 +90,24 @@ try {
       return lit;
     });
     ok(seen > 30 && seen < 500, `the 28x28 the network saw has ${seen} lit pixels`);
+    // The saliency map beside it: the API's field has 784 values in [0, 1], and the page drew it
+    // (visible, many distinct non-black pixels, not one flat colour).
+    ok(Array.isArray(api.saliency) && api.saliency.length === 784 &&
+       api.saliency.every((v) => v >= 0 && v <= 1) && Math.max(...api.saliency) === 1,
+       'the API gives a 28x28 saliency in [0, 1]');
+    const heat = await page.evaluate(() => {
+      const fig = document.getElementById('saliency-figure');
+      const d = document.getElementById('saliency').getContext('2d').getImageData(0, 0, 28, 28).data;
+      let hot = 0;
+      const colours = new Set();
+      for (let i = 0; i < d.length; i += 4) {
+        hot += d[i] + d[i + 1] + d[i + 2] > 48;
+        colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      }
+      return { visible: !fig.hidden, hot, colours: colours.size };
+    });
+    ok(heat.visible && heat.hot > 10 && heat.colours > 5,
+       `the saliency canvas is drawn (${heat.hot} hot pixels, ${heat.colours} colours)`);
     if (digit === '7' && screenshotOut) {
       const png = await page.screenshot({ fullPage: true });
       fs.mkdirSync(path.dirname(screenshotOut), { recursive: true });

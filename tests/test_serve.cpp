@@ -176,7 +176,7 @@ TEST(Predictor, ConcurrentCallersGetTheirOwnAnswers) {
     callers.emplace_back([&, t] {
       for (int r = 0; r < 25; ++r) {
         const size_t k = static_cast<size_t>(t * 7 + r) % images.size();
-        expect_same_probabilities(predictor.predict(images[k], Ms(20000)), want[k]);
+        expect_same_probabilities(predictor.predict(images[k], Ms(20000)).probabilities, want[k]);
         ++checked;
       }
     });
@@ -342,7 +342,18 @@ TEST_F(ServerTest, AnswersAGoodPicture) {
   // The 28x28 the network saw: exactly predict's preprocessing of the same bytes.
   const auto input = j["input"].get<std::vector<int>>();
   EXPECT_TRUE(std::equal(input.begin(), input.end(), seen.begin(), seen.end()));
-  EXPECT_FALSE(j.contains("saliency"));
+  // The saliency of the predicted class: 28x28 values in [0, 1], the largest 1, and the engine's
+  // own Engine::saliency of that input, scaled as explain does.
+  ASSERT_TRUE(j.contains("saliency"));
+  const auto sal = j["saliency"].get<std::vector<float>>();
+  ASSERT_EQ(sal.size(), 28u * 28u);
+  EXPECT_TRUE(std::all_of(sal.begin(), sal.end(), [](float v) { return v >= 0 && v <= 1; }));
+  EXPECT_FLOAT_EQ(*std::max_element(sal.begin(), sal.end()), 1.0f);
+  std::vector<int> predicted;
+  const std::vector<float> want_sal =
+      normalized_saliency(random_engine()->saliency({seen.data(), seen.size()}, &predicted));
+  EXPECT_EQ(predicted.at(0), best);
+  for (size_t i = 0; i < sal.size(); ++i) EXPECT_NEAR(sal[i], want_sal[i], 1e-5) << "pixel " << i;
   // application/octet-stream and PGM are read the same way.
   const auto px = draw_digit(100, 130, 0);
   const auto r2 = post("P5\n100 130\n255\n" + std::string(px.begin(), px.end()), "application/octet-stream");
