@@ -182,7 +182,9 @@ class Network {
       T* x = act_[i];
       T* y = act_[i + 1];
       T* dy = dact_[i + 1];
-      T* dx = i == 0 ? input_grad : dact_[i];  // training never needs d(input)
+      // d(input) where this layer's input is the network's input (itself, or through leading
+      // flatten layers, which alias it); training never needs it.
+      T* dx = i == 0 || dact_[i] == nullptr ? input_grad : dact_[i];
       switch (l.kind) {
         case LayerKind::kConv2d:
           be_.conv_backward(l, n, x, params() + l.weight_offset, y, dy, dx, grads() + l.weight_offset,
@@ -195,7 +197,7 @@ class Network {
           if (dx && training) be_.dropout_backward(l, n, dy, dx, seed_, counters());
           if (dx && !training) be_.copy(dx, dy, n * l.in.size());
           break;
-        case LayerKind::kFlatten: break;
+        case LayerKind::kFlatten: break;  // aliases its input and its gradient
         case LayerKind::kRelu:
           if (dx) be_.relu_backward(l, n, y, dy, dx);
           break;

@@ -198,10 +198,12 @@ TEST(ModelGradient, DropoutChangesTheGradientOnlyThroughItsMask) {
 }
 
 // The saliency (d(predicted logit)/d(input) by the backward pass, dropout off) against central
-// differences of that logit in double, over every input pixel; kinks are skipped as above.
+// differences of that logit in double, over every input pixel; kinks are skipped as above. A
+// model that starts with flatten (whose input gradient is the dense layer's) as well.
 TEST(Saliency, MatchesFiniteDifferencesOfThePredictedLogit) {
-  const Graph g =
-      Graph::build(ModelSpec::parse("conv3,pool,conv4,pool,drop0.5,dense6"), Shape{1, 8, 8}, 4);
+  for (const char* spec : {"conv3,pool,conv4,pool,drop0.5,dense6", "dense6,drop0.5"}) {
+  SCOPED_TRACE(spec);
+  const Graph g = Graph::build(ModelSpec::parse(spec), Shape{1, 8, 8}, 4);
   CpuBackend<double> be;
   DoubleNet net(be, g, 2, 5);
   glorot_uniform_init<double>(g, 5, {net.params(), static_cast<size_t>(g.param_count())});
@@ -252,6 +254,7 @@ TEST(Saliency, MatchesFiniteDifferencesOfThePredictedLogit) {
   EXPECT_LE(skipped, static_cast<int>(n * size) / 10);
   EXPECT_GT(nonzero, static_cast<int>(n * size) / 4)
       << "the input gradient should reach most pixels";
+  }
 }
 
 // activations() runs the evaluate path's forward: its last layer is the logits, whose softmax is
