@@ -132,16 +132,7 @@ Derived derive(const RunReport& r) {
 
 // --- the files -----------------------------------------------------------------------------------
 
-std::string history_csv(const RunReport& r) {
-  // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
-  // Keras logs it with a schedule.
-  std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
-  for (const EpochRecord& e : r.history) {
-    out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
-           shortest(e.lr) + "," + shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
-  }
-  return out;
-}
+std::string history_csv(const RunReport& r) { return history_csv_text(r.history); }
 
 nlohmann::json scores_json(const ClassMetrics& m) {
   return {{"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1}, {"support", m.support}};
@@ -680,6 +671,17 @@ std::string classification_report(const Matrix& cm, const std::vector<std::strin
   out += buf;
   line("macro avg", macro_average(per_class));
   line("weighted avg", weighted);
+  return out;
+}
+
+std::string history_csv_text(const std::vector<EpochRecord>& history) {
+  // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
+  // Keras logs it with a schedule.
+  std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
+  for (const EpochRecord& e : history) {
+    out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
+           shortest(e.lr) + "," + shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
+  }
   return out;
 }
 

@@ -91,6 +91,9 @@ std::string classification_report(const std::vector<std::vector<int64_t>>& cm,
 // failure.
 void write_report(const std::filesystem::path& dir, const RunReport& report);
 
+// history.csv's text: Keras' CSVLogger file (epoch, accuracy, loss, lr, val_accuracy, val_loss).
+std::string history_csv_text(const std::vector<EpochRecord>& history);
+
 // The files write_report always writes, in the order above (with RunReport.engine set, also the
 // inside_*.svg files).
 const std::vector<std::string>& report_files();
