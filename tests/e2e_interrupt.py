@@ -104,8 +104,14 @@ class Run:
                 raise SystemExit(f"FAIL no {what} within {limit} s:\n{self.text()}")
             self.pump()
 
-    def finish(self):
-        rc = self.p.wait(timeout=600)
+    def finish(self, limit=900):
+        # Read while waiting: a full pseudo terminal would block the child's progress bar.
+        t0 = time.time()
+        while self.p.poll() is None:
+            self.pump(0.1)
+            if time.time() - t0 > limit:
+                self.p.kill()
+        rc = self.p.wait()
         while self.pump(0.1):
             pass
         os.close(self.fd)
@@ -156,7 +162,10 @@ def interrupted(name, sig, aim, args=None, second=False):
     md = metadata(ckpt)
     steps_done = int(md.get("epoch_steps_done", "0"))
     print(f"     {name}: stopped with epochs_done={md['epochs_done']} epoch_steps_done={steps_done}")
-    words = resume_line(text, name)
+    has_line = "to resume: " in text
+    words = resume_line(text, name) if has_line or not second else None
+    if second:
+        print(f"     {name}: {'saved and printed the resume line' if has_line else 'ended at once'}")
     if words is not None:
         check(words[words.index("--resume") + 1] == ckpt, f"{name}: the line resumes from {ckpt}")
         if steps_done:
@@ -164,7 +173,8 @@ def interrupted(name, sig, aim, args=None, second=False):
         check(os.path.exists(os.path.join(out, "history.csv")), f"{name}: history.csv written")
         if not second:
             check(os.path.exists(os.path.join(out, "report.html")), f"{name}: the report so far written")
-    elif second:
+    elif second:  # ended at once: the previous checkpoint (an epoch's end) must resume exactly
+        check(steps_done == 0, f"{name}: the checkpoint left is an epoch's")
         words = [bin_, "train", "--resume", ckpt, "--epochs", str(EPOCHS), "--device", "cpu",
                  "--data", data]
     return words, md
