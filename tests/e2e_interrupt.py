@@ -182,7 +182,7 @@ def interrupted(name, sig, aim, args=None, second=False):
 
 def resumed_matches(name, words, ref_ckpt, ref_hist):
     out = name + "-resumed"
-    r = Run(words + ["--out", out])
+    r = Run(words[1:] + ["--out", out])  # words[0] is the program
     rc = r.finish()
     if not check(rc == 0, f"{name}: the resume command ran (exit {rc})"):
         print(r.text())
@@ -224,7 +224,7 @@ if w:
 # A resumed run interrupted again, early in its first (part) epoch, then resumed once more.
 if "late_words" in globals():
     w, md = interrupted("again", signal.SIGINT, lambda r: r.step > 0,
-                        args=late_words + ["--out", "again"])
+                        args=late_words[1:] + ["--out", "again"])
     if w:
         resumed_matches("again", w, ref_ckpt, ref_hist)
 
