@@ -48,19 +48,36 @@ class BasicEngine final : public Engine {
     dataset_count_ = data.count;
   }
 
-  Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch,
-                      const StepCallback& on_step = {}) override {
+  EpochPosition train_steps(std::span<const int32_t> indices, int64_t epoch,
+                            const EpochPosition& from, const StepCallback& on_step,
+                            const std::function<bool()>& stop) override {
     const int64_t n = load_indices(indices);
-    be_.shuffle(order_.data(), indices_.data(), n, net_.seed(), epoch);
-    begin_pass();
     const int64_t batch = net_.max_batch();
     const int64_t steps = (n + batch - 1) / batch;
-    for (int64_t s = 0; s < steps; ++s) {
+    if (from.steps_done < 0 || from.steps_done > steps) {
+      throw std::invalid_argument("epoch position: step " + std::to_string(from.steps_done) +
+                                  " is outside the epoch's " + std::to_string(steps) + " steps");
+    }
+    be_.shuffle(order_.data(), indices_.data(), n, net_.seed(), epoch);
+    begin_pass();
+    if (from.steps_done > 0) {
+      const double sums[kMetricCount] = {from.loss_sum, from.correct_sum, from.sample_sum,
+                                          from.l2_sum};
+      const int64_t cursor = from.steps_done * batch;
+      be_.upload(net_.metric_sums(), sums, kMetricCount);
+      be_.upload(net_.counters() + kCursorCounter, &cursor, 1);
+    }
+    int64_t s = from.steps_done;
+    while (s < steps) {
       const int64_t b = std::min(batch, n - s * batch);
       be_.run_step(b, [&] { net_.train_step(images_.data(), labels_.data(), order_.data(), b); });
-      if (on_step) on_step(s + 1, steps);
+      ++s;
+      if (on_step) on_step(s, steps);
+      if (stop && s < steps && stop()) break;
     }
-    return read_metrics();
+    double sums[kMetricCount];
+    be_.download(sums, net_.metric_sums(), kMetricCount);
+    return {s, sums[kLossSum], sums[kCorrectSum], sums[kSampleSum], sums[kL2Sum]};
   }
 
   Metrics running_metrics() override { return read_metrics(); }
@@ -236,14 +253,7 @@ class BasicEngine final : public Engine {
   Metrics read_metrics() {
     double sums[kMetricCount];
     be_.download(sums, net_.metric_sums(), kMetricCount);
-    Metrics m;
-    m.count = static_cast<int64_t>(sums[kSampleSum]);
-    if (m.count > 0) {
-      m.l2_loss = sums[kL2Sum] / sums[kSampleSum];
-      m.loss = sums[kLossSum] / sums[kSampleSum] + m.l2_loss;
-      m.accuracy = sums[kCorrectSum] / sums[kSampleSum];
-    }
-    return m;
+    return metrics_of({0, sums[kLossSum], sums[kCorrectSum], sums[kSampleSum], sums[kL2Sum]});
   }
 
   Backend be_;

@@ -55,6 +55,27 @@ struct TrainingState {
 // Called after each training step has been issued: (steps done in this epoch, steps in the epoch).
 using StepCallback = std::function<void(int64_t, int64_t)>;
 
+// Where a training epoch stands between two steps: with the TrainingState, all it takes to stop
+// the epoch there and go on later bit for bit (the shuffle is a function of (seed, epoch), the
+// random draws of (seed, step, ...)). The sums are the running metrics' raw double accumulators.
+struct EpochPosition {
+  int64_t steps_done = 0;  // steps of the epoch done; 0: at its start
+  double loss_sum = 0, correct_sum = 0, sample_sum = 0;
+  double l2_sum = 0;  // the L2 penalty times each batch's size (0 without --l2)
+};
+
+// The epoch's metrics so far (what train_epoch returns when steps_done is the whole epoch).
+inline Metrics metrics_of(const EpochPosition& p) {
+  Metrics m;
+  m.count = static_cast<int64_t>(p.sample_sum);
+  if (m.count > 0) {
+    m.l2_loss = p.l2_sum / p.sample_sum;
+    m.loss = p.loss_sum / p.sample_sum + m.l2_loss;
+    m.accuracy = p.correct_sum / p.sample_sum;
+  }
+  return m;
+}
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -66,8 +87,18 @@ class Engine {
   virtual void set_dataset(const Dataset& data) = 0;
   // One epoch over `indices` in the order epoch_order(indices, seed, epoch), in batches of the
   // configured size (the last one partial). Returns the training loss and accuracy (dropout on).
-  virtual Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch,
-                              const StepCallback& on_step = {}) = 0;
+  Metrics train_epoch(std::span<const int32_t> indices, int64_t epoch,
+                      const StepCallback& on_step = {}) {
+    return metrics_of(train_steps(indices, epoch, {}, on_step, {}));
+  }
+  // The steps of that epoch from `from` on (a position this returned before, on this engine or on
+  // one set to the same TrainingState; {} for the epoch's start), to the epoch's end or until
+  // stop(), asked after every step, returns true. Returns the position reached (a GPU engine
+  // waits for the device first): steps_done is the epoch's step count when the epoch is complete.
+  // Throws std::invalid_argument when from.steps_done is past the epoch's end.
+  virtual EpochPosition train_steps(std::span<const int32_t> indices, int64_t epoch,
+                                    const EpochPosition& from, const StepCallback& on_step,
+                                    const std::function<bool()>& stop) = 0;
   // The metrics of the pass in progress (for a live progress bar; on a GPU this waits for the
   // device, so call it sparingly).
   virtual Metrics running_metrics() = 0;

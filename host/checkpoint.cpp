@@ -128,6 +128,14 @@ std::string header_json(const fs::path& path, const Graph& graph, const Checkpoi
   md["augment_max_shift"] = double_text(meta.augment.max_shift);
   md["augment_max_rotation_deg"] = double_text(meta.augment.max_rotation_deg);
   if (!meta.training_controls.empty()) md["training_controls"] = meta.training_controls;
+  if (meta.epoch_position.steps_done > 0) {
+    const EpochPosition& p = meta.epoch_position;
+    md["epoch_steps_done"] = std::to_string(p.steps_done);
+    md["epoch_loss_sum"] = double_text(p.loss_sum);
+    md["epoch_correct_sum"] = double_text(p.correct_sum);
+    md["epoch_sample_sum"] = double_text(p.sample_sum);
+    if (p.l2_sum != 0) md["epoch_l2_sum"] = double_text(p.l2_sum);
+  }
   header["__metadata__"] = std::move(md);
   uint64_t begin = 0;
   for (const Slot& s : slots) {
@@ -263,6 +271,24 @@ CheckpointMeta read_meta(const fs::path& path, const json& header) {
       TrainingControls::from_json(m.training_controls);
     } catch (const std::invalid_argument& e) {
       fail(path, std::string("metadata ") + e.what());
+    }
+  }
+  // Optional: absent in a checkpoint taken at an epoch boundary.
+  if (it->contains("epoch_steps_done")) {
+    EpochPosition& p = m.epoch_position;
+    p.steps_done = r.integer("epoch_steps_done", 1, kMaxCount);
+    p.loss_sum = r.real("epoch_loss_sum");
+    p.correct_sum = r.real("epoch_correct_sum");
+    p.sample_sum = r.real("epoch_sample_sum");
+    if (it->contains("epoch_l2_sum")) {
+      p.l2_sum = r.real("epoch_l2_sum");
+      if (!(p.l2_sum >= 0)) r.bad("epoch_l2_sum", r.text("epoch_l2_sum"), "a sum >= 0");
+    }
+    if (!(p.loss_sum >= 0)) r.bad("epoch_loss_sum", r.text("epoch_loss_sum"), "a sum >= 0");
+    if (!(p.sample_sum >= 1)) r.bad("epoch_sample_sum", r.text("epoch_sample_sum"), "a count >= 1");
+    if (!(p.correct_sum >= 0 && p.correct_sum <= p.sample_sum)) {
+      r.bad("epoch_correct_sum", r.text("epoch_correct_sum"),
+            "a count in [0, epoch_sample_sum]");
     }
   }
   return m;

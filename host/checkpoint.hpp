@@ -45,6 +45,9 @@ struct CheckpointMeta {
   // The learning-rate schedule's settings and state (host/training_controls.hpp's JSON); empty in
   // a file written before schedules existed, which means a constant rate of `lr`.
   std::string training_controls;
+  // A run stopped part-way through epoch `epochs_done` (SIGINT, SIGTERM): its steps done and
+  // metric sums so far. steps_done 0 (the keys absent): the checkpoint is at an epoch boundary.
+  EpochPosition epoch_position;
 };
 
 struct Checkpoint {

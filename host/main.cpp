@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
       if (!out.empty()) train_opt.out = out;
       if (!resume.empty()) train_opt.resume = resume;
       if (!export_split.empty()) train_opt.export_split = export_split;
+      train_opt.program = argv[0];
       if (*train_serve) {
         train_http.port = 8080;
         if (!train_serve_port.empty()) {
@@ -255,10 +256,11 @@ int main(int argc, char** argv) {
           }
           train_http.port = port;
         }
-        mg::run_train_serving(train_opt, train_http, std::cout);
-      } else {
-        mg::run_train(train_opt, std::cout);
+        return mg::run_train_serving(train_opt, train_http, std::cout);
       }
+      // Interrupted by SIGINT or SIGTERM: 128 + the signal, as a shell reports a signal's end.
+      const int signal = mg::run_train(train_opt, std::cout);
+      return signal == 0 ? 0 : 128 + signal;
     } else if (*eval) {
       eval_opt.device = to_device(eval_device);
       eval_opt.precision = *mg::parse_precision(eval_precision);

@@ -132,26 +132,7 @@ Derived derive(const RunReport& r) {
 
 // --- the files -----------------------------------------------------------------------------------
 
-std::string history_csv(const RunReport& r) {
-  // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
-  // Keras logs it with a schedule. loss and val_loss include the L2 penalty (as Keras' do); with
-  // --l2, l2_loss and val_l2_loss are that penalty's share (the data loss is loss - l2_loss).
-  if (r.l2 > 0) {
-    std::string out = "epoch,accuracy,l2_loss,loss,lr,val_accuracy,val_l2_loss,val_loss\n";
-    for (const EpochRecord& e : r.history) {
-      out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.l2_loss) +
-             "," + shortest(e.loss) + "," + shortest(e.lr) + "," + shortest(e.val_accuracy) + "," +
-             shortest(e.val_l2_loss) + "," + shortest(e.val_loss) + "\n";
-    }
-    return out;
-  }
-  std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
-  for (const EpochRecord& e : r.history) {
-    out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
-           shortest(e.lr) + "," + shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
-  }
-  return out;
-}
+std::string history_csv(const RunReport& r) { return history_csv_text(r.history, r.l2); }
 
 nlohmann::json scores_json(const ClassMetrics& m) {
   return {{"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1}, {"support", m.support}};
@@ -698,6 +679,27 @@ std::string classification_report(const Matrix& cm, const std::vector<std::strin
   out += buf;
   line("macro avg", macro_average(per_class));
   line("weighted avg", weighted);
+  return out;
+}
+
+std::string history_csv_text(const std::vector<EpochRecord>& history, double l2) {
+  // CSVLogger sorts its columns by name after "epoch"; "lr" is the learning rate of the epoch, as
+  // Keras logs it with a schedule. loss and val_loss include the L2 penalty (as Keras' do); with
+  // --l2, l2_loss and val_l2_loss are that penalty's share (the data loss is loss - l2_loss).
+  if (l2 > 0) {
+    std::string out = "epoch,accuracy,l2_loss,loss,lr,val_accuracy,val_l2_loss,val_loss\n";
+    for (const EpochRecord& e : history) {
+      out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.l2_loss) +
+             "," + shortest(e.loss) + "," + shortest(e.lr) + "," + shortest(e.val_accuracy) + "," +
+             shortest(e.val_l2_loss) + "," + shortest(e.val_loss) + "\n";
+    }
+    return out;
+  }
+  std::string out = "epoch,accuracy,loss,lr,val_accuracy,val_loss\n";
+  for (const EpochRecord& e : history) {
+    out += std::to_string(e.epoch) + "," + shortest(e.accuracy) + "," + shortest(e.loss) + "," +
+           shortest(e.lr) + "," + shortest(e.val_accuracy) + "," + shortest(e.val_loss) + "\n";
+  }
   return out;
 }
 

@@ -96,6 +96,10 @@ std::string classification_report(const std::vector<std::vector<int64_t>>& cm,
 // failure.
 void write_report(const std::filesystem::path& dir, const RunReport& report);
 
+// history.csv's text: Keras' CSVLogger file (epoch, accuracy, loss, lr, val_accuracy, val_loss;
+// with l2 > 0 also l2_loss and val_l2_loss).
+std::string history_csv_text(const std::vector<EpochRecord>& history, double l2);
+
 // The files write_report always writes, in the order above (with RunReport.engine set, also the
 // inside_*.svg files).
 const std::vector<std::string>& report_files();

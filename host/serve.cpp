@@ -1,15 +1,12 @@
 #include "host/serve.hpp"
 
-#include <poll.h>
-#include <unistd.h>
-
 #include <csignal>
-#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <ostream>
 
 #include "host/checkpoint.hpp"
+#include "host/interrupt.hpp"
 #include "host/report.hpp"
 
 namespace mg {
@@ -18,58 +15,20 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Turns the first SIGINT or SIGTERM into a byte on a pipe that wait() reads, so the server is
-// stopped from an ordinary thread (nothing but write() runs in the handler). The handlers reset
-// themselves (SA_RESETHAND): a second Ctrl-C ends the program the ordinary way if stopping hangs.
-class ShutdownSignal {
+// A client that hangs up mid-answer must not end the server.
+class IgnoreSigpipe {
  public:
-  ShutdownSignal() {
-    if (::pipe(fds_) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
-    write_fd_ = fds_[1];
-    struct sigaction sa {};
-    sa.sa_handler = &ShutdownSignal::handle;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    // A client that hangs up mid-answer must not end the server.
+  IgnoreSigpipe() {
     struct sigaction ignore {};
     ignore.sa_handler = SIG_IGN;
-    ::sigaction(SIGPIPE, &ignore, &old_pipe_);
+    ::sigaction(SIGPIPE, &ignore, &old_);
   }
-  ~ShutdownSignal() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGPIPE, &old_pipe_, nullptr);
-    write_fd_ = -1;
-    ::close(fds_[0]);
-    ::close(fds_[1]);
-  }
-  ShutdownSignal(const ShutdownSignal&) = delete;
-  ShutdownSignal& operator=(const ShutdownSignal&) = delete;
-
-  // Blocks until a signal came; returns its name.
-  const char* wait() {
-    for (;;) {
-      pollfd p{fds_[0], POLLIN, 0};
-      if (::poll(&p, 1, -1) < 0 && errno == EINTR) continue;
-      unsigned char signo = 0;
-      const ssize_t got = ::read(fds_[0], &signo, 1);
-      if (got == 1) return signo == SIGTERM ? "SIGTERM" : "SIGINT";
-      if (got < 0 && errno != EINTR) return "an error on the signal pipe";
-    }
-  }
+  ~IgnoreSigpipe() { ::sigaction(SIGPIPE, &old_, nullptr); }
+  IgnoreSigpipe(const IgnoreSigpipe&) = delete;
+  IgnoreSigpipe& operator=(const IgnoreSigpipe&) = delete;
 
  private:
-  static void handle(int signo) {
-    const int saved = errno;
-    const auto byte = static_cast<unsigned char>(signo);
-    if (write_fd_ >= 0) [[maybe_unused]] const ssize_t ignored = ::write(write_fd_, &byte, 1);
-    errno = saved;
-  }
-  static inline volatile std::sig_atomic_t write_fd_ = -1;
-  int fds_[2] = {-1, -1};
-  struct sigaction old_int_ {}, old_term_ {}, old_pipe_ {};
+  struct sigaction old_ {};
 };
 
 // metrics.json of the run that wrote this checkpoint, when it is about this very model and epoch.
@@ -167,20 +126,27 @@ void run_serve(const ServeOptions& o, std::ostream& out) {
   const std::string summary = model.card["spec"].get<std::string>() + ", " +
                               model.card["dataset"].get<std::string>() + ", device " +
                               model.predictor->device_name();
-  ShutdownSignal signal;  // before the port opens: a signal from then on stops the server cleanly
+  // Before the port opens: a signal from then on stops the server cleanly (a second one ends the
+  // program at once, host/interrupt.hpp).
+  const InterruptScope interrupts;
+  const IgnoreSigpipe no_sigpipe;
   WebServer web(o.http);
   web.set_model(std::move(model));
   web.start();
   warn_if_exposed(o.http, out);
   out << "serving " << o.checkpoint.string() << " (" << summary << ") on " << web.url()
       << " ; Ctrl-C to stop" << std::endl;
-  const char* why = signal.wait();
+  const char* why = signal_name(wait_for_interrupt());
   out << "stopping (" << why << ")" << std::endl;
   web.stop();
   out << "stopped" << std::endl;
 }
 
-void run_train_serving(TrainOptions o, const HttpOptions& http, std::ostream& out) {
+int run_train_serving(TrainOptions o, const HttpOptions& http, std::ostream& out) {
+  // One handler and one flag for both parts: during training a signal stops the run after its
+  // step (run_train checks the flag), afterwards it stops the server.
+  const InterruptScope interrupts;
+  const IgnoreSigpipe no_sigpipe;
   auto monitor = std::make_shared<TrainingMonitor>();
   WebServer web(http);
   web.set_training(monitor);
@@ -188,14 +154,20 @@ void run_train_serving(TrainOptions o, const HttpOptions& http, std::ostream& ou
   warn_if_exposed(http, out);
   out << "live view: " << web.url() << std::endl;
   o.observer = monitor.get();
+  int signal = 0;
   try {
-    run_train(o, out);
+    signal = run_train(o, out);
   } catch (const std::exception& e) {
     monitor->fail(e.what());
     web.stop();
     throw;
   }
-  ShutdownSignal signal;
+  if (signal != 0) {
+    monitor->fail(std::string("interrupted by ") + signal_name(signal));
+    web.stop();
+    out << "live view stopped" << std::endl;
+    return 128 + signal;
+  }
   const auto run_dir = monitor->run_dir();
   if (run_dir) {
     ServedModel model = load_served_model(*run_dir / kCheckpointName, o.device, out);
@@ -204,10 +176,11 @@ void run_train_serving(TrainOptions o, const HttpOptions& http, std::ostream& ou
   }
   out << "training done; still serving " << web.url()
       << " (the report, and the trained model to draw digits for) ; Ctrl-C to stop" << std::endl;
-  const char* why = signal.wait();
+  const char* why = signal_name(wait_for_interrupt());
   out << "stopping (" << why << ")" << std::endl;
   web.stop();
   out << "stopped" << std::endl;
+  return 0;
 }
 
 }  // namespace mg

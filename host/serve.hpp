@@ -29,7 +29,9 @@ ServedModel load_served_model(const std::filesystem::path& checkpoint, Device de
 void run_serve(const ServeOptions& options, std::ostream& out);
 
 // Trains as run_train does, with the live view on `http`; when training is done the page also
-// classifies drawings with the trained model, and the server stays up until SIGINT or SIGTERM.
-void run_train_serving(TrainOptions options, const HttpOptions& http, std::ostream& out);
+// classifies drawings with the trained model, and the server stays up until SIGINT or SIGTERM
+// (then returns 0). A signal during training stops the run as run_train describes, then the
+// server: it returns 128 + the signal.
+int run_train_serving(TrainOptions options, const HttpOptions& http, std::ostream& out);
 
 }  // namespace mg

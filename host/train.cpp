@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "host/atomic_file.hpp"
+#include "host/interrupt.hpp"
 #include "host/progress.hpp"
 #include "host/training_controls.hpp"
 
@@ -94,9 +95,40 @@ std::string controls_note(const TrainingControls& c, const std::vector<EpochReco
   return s.str();
 }
 
+// A word of a shell command, quoted when it needs to be.
+std::string shell_word(const std::string& w) {
+  const bool plain = !w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                       "0123456789_-./=:,+@%") == std::string::npos;
+  if (plain) return w;
+  std::string q = "'";
+  for (const char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The command that continues this run from `checkpoint` (its settings travel in the checkpoint;
+// the options that are not part of it are repeated).
+std::string resume_command(const TrainOptions& o, const fs::path& checkpoint) {
+  std::vector<std::string> w = {o.program, "train", "--resume", checkpoint.string(), "--epochs",
+                                std::to_string(o.epochs)};
+  if (o.data.dir) w.insert(w.end(), {"--data", o.data.dir->string()});
+  if (!o.data.allow_download) w.emplace_back("--no-download");
+  if (o.data.strict) w.emplace_back("--strict-data");
+  if (o.device != Device::kAuto) {
+    w.insert(w.end(), {"--device", o.device == Device::kCpu ? "cpu" : "cuda"});
+  }
+  if (o.precision != Precision::kFp32) w.insert(w.end(), {"--precision", precision_name(o.precision)});
+  if (!o.cuda_graph) w.emplace_back("--no-cuda-graph");
+  std::string cmd;
+  for (const std::string& word : w) {
+    if (!cmd.empty()) cmd += ' ';
+    cmd += shell_word(word);
+  }
+  return cmd;
+}
+
 }  // namespace
 
-void run_train(const TrainOptions& o, std::ostream& out) {
+int run_train(const TrainOptions& o, std::ostream& out) {
   if (o.epochs < 1) throw std::invalid_argument("--epochs must be at least 1");
   for (const auto& [name, value] : {std::pair{"--weight-decay", o.weight_decay}, std::pair{"--l2", o.l2}}) {
     if (value && (!(*value >= 0) || !std::isfinite(*value))) {
@@ -105,6 +137,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
       throw std::invalid_argument(msg.str());
     }
   }
+  // From here on SIGINT and SIGTERM stop the run after its current step (host/interrupt.hpp).
+  const InterruptScope interrupts;
 
   // Everything that can be wrong with the input is checked before anything is written.
   std::optional<Checkpoint> resume;
@@ -151,6 +185,8 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   // A run that stopped early goes on from its best epoch's weights, its early stopping afresh (as
   // Keras' EarlyStopping does at the start of every fit()).
   const int64_t stopped_before = controls.state.stopped_epoch;
+  // A run interrupted part-way through an epoch goes on from that step.
+  const EpochPosition resume_position = resuming ? saved.epoch_position : EpochPosition{};
   if (stopped_before >= 0) {
     controls.state.stop_seen = false;
     controls.state.stop_wait = 0;
@@ -182,6 +218,14 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   meta.class_names = class_names(kind);
   meta.epochs_done = resuming ? saved.epochs_done : 0;
 
+  const auto steps =
+      (static_cast<int64_t>(split.train.size()) + meta.batch_size - 1) / meta.batch_size;
+  if (resume_position.steps_done >= steps) {
+    throw std::invalid_argument(o.resume->string() + ": stopped after step " +
+                                std::to_string(resume_position.steps_done) + " of an epoch, but " +
+                                "an epoch of this data has " + std::to_string(steps) +
+                                " steps (different data?)");
+  }
   if (o.export_split && fs::exists(*o.export_split)) {
     throw FileError(o.export_split->string() +
                     ": already exists; --export-split never overwrites a file");
@@ -207,7 +251,10 @@ void run_train(const TrainOptions& o, std::ostream& out) {
     engine->set_state(resume->state);
     history = read_history_csv(o.resume->parent_path() / "history.csv", saved.epochs_done);
     if (controls.early_stopping()) {
-      best_params = resume->restore_params.empty() ? resume->state.params : resume->restore_params;
+      // Mid-epoch, the parameters are not an epoch's: the best ones are in restore_params, if any.
+      best_params = resume->restore_params.empty() && resume_position.steps_done == 0
+                        ? resume->state.params
+                        : resume->restore_params;
     }
   }
 
@@ -221,16 +268,18 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   if (co.schedule != LrSchedule::kConstant) out << ", " << lr_schedule_name(co.schedule) << " schedule";
   out << '\n';
   out << "output: " << run_dir.string() << '\n';
-  if (resuming)
+  if (resuming && resume_position.steps_done > 0) {
+    out << "resuming epoch " << saved.epochs_done + 1 << " after step " << resume_position.steps_done
+        << '/' << steps << " from " << o.resume->string() << '\n';
+  } else if (resuming) {
     out << "resuming after epoch " << saved.epochs_done << " from " << o.resume->string() << '\n';
+  }
   if (stopped_before >= 0) {
     out << "the run had stopped early after epoch " << stopped_before + 1
         << "; training goes on from its best epoch's weights, early stopping afresh\n";
   }
 
   const bool live = stdout_is_terminal() && &out == &std::cout;
-  const auto steps =
-      (static_cast<int64_t>(split.train.size()) + meta.batch_size - 1) / meta.batch_size;
   const std::function<Metrics()> running = [&] { return engine->running_metrics(); };
   if (o.observer) {
     o.observer->on_start({run_dir, meta.spec, meta.dataset, engine->device_name(),
@@ -246,22 +295,42 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   double best_val_accuracy = -1;
   for (const EpochRecord& r : history) best_val_accuracy = std::max(best_val_accuracy, r.val_accuracy);
   const int64_t first_epoch = meta.epochs_done;
+  // Set when a signal stops the run: the epoch it stopped in and its position there.
+  int signal = 0;
+  int64_t stopped_epoch = -1;
+  EpochPosition stopped_at;
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
+    const EpochPosition from = epoch == first_epoch ? resume_position : EpochPosition{};
+    if ((signal = interrupt_signal()) != 0) {
+      stopped_epoch = epoch;
+      stopped_at = from;
+      break;
+    }
     const double lr = controls.lr_for(epoch);
     engine->set_learning_rate(lr);
     out << "Epoch " << epoch + 1 << '/' << o.epochs << (live ? "\n" : " - ") << std::flush;
     EpochProgress progress(out, live, [&] { return engine->running_metrics(); });
     const auto t0 = Clock::now();
-    const Metrics train = engine->train_epoch(
-        split.train, epoch, [&](int64_t done, int64_t total) {
+    const EpochPosition reached = engine->train_steps(
+        split.train, epoch, from,
+        [&](int64_t done, int64_t total) {
           progress.step(done, total);
           if (o.observer) o.observer->on_step(epoch, done, total, running);
-        });
+        },
+        [] { return interrupt_signal() != 0; });
+    train_seconds += seconds_since(t0);
+    if (reached.steps_done < steps) {
+      signal = interrupt_signal();
+      stopped_epoch = epoch;
+      stopped_at = reached;
+      out << '\n';
+      break;
+    }
+    const Metrics train = metrics_of(reached);
     const double seconds = seconds_since(t0);
     const auto t1 = Clock::now();
     const Metrics val = engine->evaluate(split.val, nullptr);
     eval_seconds += seconds_since(t1);
-    train_seconds += seconds;
     out << progress.finish(steps, seconds, train, val) << std::endl;
     history.push_back({static_cast<int>(epoch), train.loss, train.accuracy, val.loss, val.accuracy,
                        seconds, lr, train.l2_loss, val.l2_loss});
@@ -285,6 +354,9 @@ void run_train(const TrainOptions& o, std::ostream& out) {
                             " still holds epoch " + std::to_string(epoch) +
                             " (--resume continues from it)");
     }
+    // history.csv after every epoch too, so a resume from this checkpoint has its curves even
+    // when the process is killed (write_report rewrites it at the end).
+    write_file_atomic(run_dir / "history.csv", history_csv_text(history, meta.l2));
     if (val.accuracy > best_val_accuracy) {  // an error here names best.safetensors
       best_val_accuracy = val.accuracy;
       save_checkpoint(run_dir / kBestCheckpointName, graph, state, meta);
@@ -297,10 +369,38 @@ void run_train(const TrainOptions& o, std::ostream& out) {
       break;
     }
   }
-  // Keras' restore_best_weights: the model the run ends with, and tests, is the best epoch's
-  // (with the last epoch's optimizer state, as Keras keeps it).
-  if (controls.early_stopping() && !history.empty() &&
-      controls.state.stop_best_epoch != history.back().epoch && !best_params.empty()) {
+  if (signal != 0) {
+    // Interrupted: the checkpoint of where the run stands, then the report of what it has done.
+    meta.epochs_done = stopped_epoch;
+    meta.training_controls = controls.to_json();
+    meta.epoch_position = stopped_at;
+    const fs::path ckpt = run_dir / kCheckpointName;
+    out << "interrupted by " << signal_name(signal);
+    if (stopped_at.steps_done > 0) {
+      out << " after step " << stopped_at.steps_done << '/' << steps << " of epoch "
+          << stopped_epoch + 1 << '/' << o.epochs;
+    } else {
+      out << " before epoch " << stopped_epoch + 1 << '/' << o.epochs;
+    }
+    out << "; saving " << ckpt.string() << std::endl;
+    {
+      // A second signal now waits for these two files (host/interrupt.hpp).
+      const DeferExit defer;
+      // After an epoch of this run its checkpoint is already there, and is this very state.
+      if (stopped_at.steps_done > 0 || stopped_epoch == first_epoch) {
+        const TrainingState state = engine->state();  // on a GPU: after the last step is done
+        const bool keep_best = controls.early_stopping() && !best_params.empty() &&
+                               (stopped_at.steps_done > 0 || best_params != state.params);
+        save_checkpoint(ckpt, graph, state, meta,
+                        keep_best ? std::span<const float>(best_params) : std::span<const float>());
+      }
+      write_file_atomic(run_dir / "history.csv", history_csv_text(history, meta.l2));
+      out << "to resume: " << resume_command(o, ckpt) << std::endl;
+    }
+  } else if (controls.early_stopping() && !history.empty() &&
+             controls.state.stop_best_epoch != history.back().epoch && !best_params.empty()) {
+    // Keras' restore_best_weights: the model the run ends with, and tests, is the best epoch's
+    // (with the last epoch's optimizer state, as Keras keeps it).
     engine->set_parameters(best_params);
     out << "Restoring model weights from the end of the best epoch: "
         << controls.state.stop_best_epoch + 1 << ".\n";
@@ -312,6 +412,14 @@ void run_train(const TrainOptions& o, std::ostream& out) {
                                  engine->device_name(), meta);
   report.precision = precision_name(engine->precision());
   report.training_note = controls_note(controls, history);
+  if (signal != 0) {
+    std::ostringstream note;
+    note << "interrupted by " << signal_name(signal) << " after " << history.size()
+         << (history.size() == 1 ? " epoch" : " epochs");
+    if (stopped_at.steps_done > 0) note << " and " << stopped_at.steps_done << '/' << steps << " steps";
+    note << "; the test metrics are of the weights at that point";
+    report.training_note += (report.training_note.empty() ? "" : "; ") + note.str();
+  }
   report.test_metrics = engine->evaluate(split.test, &report.test_probs);
   report.engine = engine.get();
   eval_seconds += seconds_since(t2);
@@ -321,8 +429,10 @@ void run_train(const TrainOptions& o, std::ostream& out) {
   report.load_seconds = load_seconds;
   write_report(run_dir, report);
   out << "report: " << (run_dir / "report.html").string() << '\n';
+  if (signal != 0) return signal;
   if (o.observer) o.observer->on_finish(run_dir / "report.html", report.test_metrics);
   print_test_line(out, report.test_metrics);
+  return 0;  // a signal after the last epoch's checkpoint changes nothing: the run is complete
 }
 
 }  // namespace mg

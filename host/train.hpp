@@ -59,11 +59,15 @@ struct TrainOptions {
   std::optional<std::filesystem::path> resume;
   std::optional<std::filesystem::path> export_split;
   TrainObserver* observer = nullptr;  // not owned; may be null
+  std::string program = "mnist_gpu";  // argv[0], for the command printed to resume an interrupted run
 };
 
 // Trains, writing the run folder (checkpoint, history, metrics, pictures, report.html). Prints
 // Keras-style progress; the last line is "test: loss=<x> accuracy=<y>". Throws on bad input before
-// anything is written.
-void run_train(const TrainOptions& options, std::ostream& out);
+// anything is written. Returns 0, or the signal (SIGINT, SIGTERM) that stopped it: then it has
+// finished its current step, saved a checkpoint of that point (CheckpointMeta::epoch_position) and
+// history.csv, printed "to resume: <command>", and written the report of the run so far. A signal
+// after the last epoch's checkpoint lets the run finish (it returns 0).
+int run_train(const TrainOptions& options, std::ostream& out);
 
 }  // namespace mg

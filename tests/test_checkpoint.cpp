@@ -202,6 +202,28 @@ TEST(Checkpoint, RoundTripKeepsEveryBitAndField) {
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"a.safetensors"});  // no temporary file left
 }
 
+// A checkpoint taken part-way through an epoch keeps its position and the metric sums exactly
+// (doubles in shortest round-trip text); one at an epoch boundary writes no position keys.
+TEST(Checkpoint, MidEpochPositionRoundTripsExactly) {
+  TempDir dir;
+  const Graph& g = small_graph();
+  const TrainingState s = random_state(g, 2);
+  CheckpointMeta m = meta_for(g);
+  m.epoch_position = {7, 0.1 + 0.2 + 1234.000000000001, 401, 448, 3.0000000000000004};
+  save_checkpoint(dir / "mid.safetensors", g, s, m);
+  const EpochPosition p = load_checkpoint(dir / "mid.safetensors").meta.epoch_position;
+  EXPECT_EQ(p.steps_done, 7);
+  EXPECT_EQ(p.loss_sum, m.epoch_position.loss_sum);
+  EXPECT_EQ(p.correct_sum, 401);
+  EXPECT_EQ(p.sample_sum, 448);
+  EXPECT_EQ(p.l2_sum, m.epoch_position.l2_sum);
+  save_checkpoint(dir / "end.safetensors", g, s, meta_for(g));
+  std::ifstream in(dir / "end.safetensors", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes.find("epoch_steps_done"), std::string::npos);
+  EXPECT_EQ(load_checkpoint(dir / "end.safetensors").meta.epoch_position.steps_done, 0);
+}
+
 TEST(Checkpoint, WithoutOptimizerStateLoadsParametersOnly) {
   TempDir dir;
   const Graph& g = small_graph();
@@ -496,6 +518,22 @@ TEST_F(BadFile, BadMetadata) {
   expect_header_error([](json& h) { h["__metadata__"]["weight_decay"] = "-0.1"; },
                       "metadata 'weight_decay' is \"-0.1\", expected a finite number >= 0");
   expect_header_error([](json& h) { h["__metadata__"]["l2"] = "inf"; }, "metadata 'l2'");
+  const auto mid_epoch = [](json& h) {
+    h["__metadata__"]["epoch_steps_done"] = "3";
+    h["__metadata__"]["epoch_loss_sum"] = "12.5";
+    h["__metadata__"]["epoch_correct_sum"] = "100";
+    h["__metadata__"]["epoch_sample_sum"] = "192";
+  };
+  expect_header_error([&](json& h) { mid_epoch(h); h["__metadata__"]["epoch_steps_done"] = "0"; },
+                      "metadata 'epoch_steps_done'");
+  expect_header_error([&](json& h) { mid_epoch(h); h["__metadata__"].erase("epoch_loss_sum"); },
+                      "metadata has no 'epoch_loss_sum'");
+  expect_header_error([&](json& h) { mid_epoch(h); h["__metadata__"]["epoch_correct_sum"] = "193"; },
+                      "metadata 'epoch_correct_sum' is \"193\", expected a count in [0, epoch_sample_sum]");
+  expect_header_error([&](json& h) { mid_epoch(h); h["__metadata__"]["epoch_sample_sum"] = "0"; },
+                      "metadata 'epoch_sample_sum'");
+  expect_header_error([&](json& h) { mid_epoch(h); h["__metadata__"]["epoch_l2_sum"] = "-1"; },
+                      "metadata 'epoch_l2_sum'");
   expect_header_error([](json& h) { h["__metadata__"].erase("augment_max_shift"); },
                       "metadata has no 'augment_max_shift'");
   expect_header_error([](json& h) { h["__metadata__"]["input_shape"] = "[1,8]"; },
