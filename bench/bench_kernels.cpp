@@ -80,6 +80,13 @@ int main(int argc, char** argv) {
     }
     args.push_back(argv[i]);
   }
+  try {  // MNIST_GPU_VARIANTS, checked before anything runs (in every build, alike)
+    const char* env = std::getenv(mg::kern::kVariantsEnv);
+    (void)mg::kern::parse_kernel_variants(env != nullptr ? env : "", mg::kern::kVariantsEnv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
   int n_args = static_cast<int>(args.size());
   args.push_back(nullptr);
   benchmark::Initialize(&n_args, args.data());
@@ -104,12 +111,6 @@ int main(int argc, char** argv) {
                               "workspace; train_step = sum of its ops");
   mb::register_cpu_benchmarks(cpu);
 #if MNIST_GPU_HAVE_CUDA
-  try {
-    (void)mg::kern::kernel_variants();  // MNIST_GPU_VARIANTS, checked before anything runs
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
-    return 1;
-  }
   mb::register_cuda_benchmarks(cuda_min_time, step_set);
 #else
   (void)step_set;

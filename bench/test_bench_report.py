@@ -231,6 +231,15 @@ class RealRunTest(unittest.TestCase):
             table = run_main("table", out)
             self.assertIn("cpu/train_step/8", table)
 
+    def test_a_bad_variant_set_is_refused_before_anything_runs(self):
+        for args, env in ((["--variants=im2col=7"], {}),
+                          ([], {"MNIST_GPU_VARIANTS": "nosuchop=1"})):
+            r = subprocess.run([os.environ["MG_BENCH_KERNELS"], "--benchmark_list_tests", *args],
+                               env={**os.environ, **env}, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("bench_kernels: ", r.stderr)
+            self.assertIn("conv_grad_prepare (0..1)", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,3 @@
-#include <limits>
-
 #include "kernels/conv.cuh"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
@@ -169,9 +167,7 @@ bool col2im_v1(const float* col, const ConvDims& d, float* dx, cudaStream_t stre
   return true;
 }
 
-bool fits_int32(int64_t n, int64_t c, int64_t s) {
-  return n * c * s <= std::numeric_limits<int32_t>::max();
-}
+bool fits_int32(int64_t n, int64_t c, int64_t s) { return n * c * s < kIndex32Limit; }
 
 bool conv_output_v1(const float* tmp, const float* b, int64_t n, int64_t c, int64_t s, bool relu,
                     float* y, cudaStream_t stream) {

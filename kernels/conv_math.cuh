@@ -11,7 +11,6 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 
 #include "kernels/philox.cuh"  // MG_HOST_DEVICE
 
@@ -117,16 +116,20 @@ MG_HOST_DEVICE T conv_grad_cn_at(const T* y, const T* dy, int64_t c, int64_t s, 
 // The v1 kernels put the row (or channel) in blockIdx.y and the image in blockIdx.z, so a thread
 // only divides its plane offset p by the row width, in 32 bits; the functions below take the
 // coordinates the grid hands out. ConvDims32 is made once per launch, after conv_fits_int32 has
-// checked that every index of the layer stays below 2^31 (else the launcher runs variant 0).
+// checked that every index of the layer stays below kIndex32Limit (else the launcher runs
+// variant 0, with 64-bit indices).
+
+// 2^30, not 2^31 - 1: a grid-stride step (at most 2^23 threads, or 65535 blocks along y and z)
+// past the last index must not overflow an int32 either.
+inline constexpr int64_t kIndex32Limit = int64_t{1} << 30;
 
 struct ConvDims32 {
   int32_t n, c_in, h, w, c_out, kernel, pad, oh, ow;
 };
 
 inline bool conv_fits_int32(const ConvDims& d) {
-  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-  return d.k() * d.cols() <= kMax && d.n * d.c_in * d.hw() <= kMax &&
-         d.n * d.c_out * d.ohw() <= kMax;
+  return d.k() * d.cols() < kIndex32Limit && d.n * d.c_in * d.hw() < kIndex32Limit &&
+         d.n * d.c_out * d.ohw() < kIndex32Limit;
 }
 
 inline ConvDims32 conv_dims32(const ConvDims& d) {

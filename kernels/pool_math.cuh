@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <limits>
 
 #include "kernels/philox.cuh"  // MG_HOST_DEVICE
 
@@ -60,9 +59,8 @@ struct PoolDims32 {
   int32_t planes, h, w, oh, ow;
 };
 
-inline bool pool_fits_int32(const PoolDims& d) {
-  return d.in_count() <= std::numeric_limits<int32_t>::max();
-}
+// Every index below 2^30 (kernels/conv_math.cuh's kIndex32Limit says why not 2^31).
+inline bool pool_fits_int32(const PoolDims& d) { return d.in_count() < (int64_t{1} << 30); }
 
 inline PoolDims32 pool_dims32(const PoolDims& d) {
   return {static_cast<int32_t>(d.planes), static_cast<int32_t>(d.h), static_cast<int32_t>(d.w),

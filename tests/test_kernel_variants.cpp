@@ -202,15 +202,18 @@ TEST(KernelVariants, MaxPoolV1PicksAndGathersAsTheReference) {
   }
 }
 
-// The boundary check: a layer whose column matrix passes 2^31 - 1 elements is refused (its
+// The boundary check: a layer with an index at or past 2^30 (kIndex32Limit) is refused (its
 // launcher then runs variant 0, with 64-bit indices).
 TEST(KernelVariants, SizesPast32BitsAreRefusedAtTheBoundary) {
   const kern::ConvDims seed_conv2{128, 32, 14, 14, 64};
   EXPECT_TRUE(kern::conv_fits_int32(seed_conv2));
   const kern::ConvDims huge{16384, 32, 28, 28, 64};  // col: 288 * 16384 * 784 = 3.7e9 elements
   EXPECT_FALSE(kern::conv_fits_int32(huge));
+  // Just below and at the limit: x of 2^30 - 1 elements passes, 2^30 does not.
+  EXPECT_TRUE(kern::conv_fits_int32(kern::ConvDims{1, 1, (1 << 15) - 1, 1 << 15, 1, 1, 0}));
+  EXPECT_FALSE(kern::conv_fits_int32(kern::ConvDims{1, 1, 1 << 15, 1 << 15, 1, 1, 0}));
   EXPECT_TRUE(kern::pool_fits_int32(kern::PoolDims{128 * 64, 14, 14}));
-  EXPECT_FALSE(kern::pool_fits_int32(kern::PoolDims{int64_t{1} << 22, 32, 32}));
+  EXPECT_FALSE(kern::pool_fits_int32(kern::PoolDims{int64_t{1} << 20, 32, 32}));
 }
 
 }  // namespace

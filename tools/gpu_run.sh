@@ -292,9 +292,9 @@ sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sa
 # cuBLAS's and Thrust/CUB's kernels: racecheck and initcheck leave them out (their hazards are
 # theirs); memcheck checks them, since a bad argument of ours faults inside them.
 vendor_kernels='cublas|cutlass|gemm|gemv|xmma|splitK|cub|thrust'
-gpu_filter='Cuda.*:Grids/CudaOp.*:CudaErrors.*:CudaUsable.*:KernelMath.*'
-op_filter='Grids/CudaOp.*/FullGrid:Cuda.NetworkStepGradientsMatchTheCpu:Cuda.GraphReplay*:Cuda.DeviceBuffers*:Cuda.Gemm*:Cuda.TheFirstStep*'
-shared_memory_filter='Grids/CudaOp.Conv*/FullGrid:Grids/CudaOp.Dense*/FullGrid:Grids/CudaOp.Softmax*/FullGrid:Grids/CudaOp.Adam*/FullGrid:Grids/CudaOp.GatherAugmented*/FullGrid'
+gpu_filter='Cuda.*:Grids/CudaOp.*:GridsAndVariants/CudaVariantOp.*:CudaErrors.*:CudaUsable.*:KernelMath.*:KernelVariants.*'
+op_filter='Grids/CudaOp.*/FullGrid:GridsAndVariants/CudaVariantOp.*/FullGrid_v*:Cuda.NetworkStepGradientsMatchTheCpu:Cuda.GraphReplay*:Cuda.DeviceBuffers*:Cuda.Gemm*:Cuda.TheFirstStep*'
+shared_memory_filter='GridsAndVariants/CudaVariantOp.Conv*/FullGrid_v*:Grids/CudaOp.Dense*/FullGrid:Grids/CudaOp.Softmax*/FullGrid:Grids/CudaOp.Adam*/FullGrid:Grids/CudaOp.GatherAugmented*/FullGrid'
 write_summary
 echo "gpu_run pass $pass: $gpu_line"
 echo "gpu_run: ${lib_notes[*]}"
@@ -478,7 +478,7 @@ run_step_by_id() {
     memcheck) run_sanitizer "$id" 45 memcheck "$op_filter" --leak-check full ;;
     racecheck) run_sanitizer "$id" 30 racecheck "$shared_memory_filter" \
       --kernel-name-exclude "regex=$vendor_kernels" ;;
-    initcheck) run_sanitizer "$id" 35 initcheck 'Grids/CudaOp.*/FullGrid:Cuda.NetworkStepGradientsMatchTheCpu' \
+    initcheck) run_sanitizer "$id" 35 initcheck 'Grids/CudaOp.*/FullGrid:GridsAndVariants/CudaVariantOp.*/FullGrid_v*:Cuda.NetworkStepGradientsMatchTheCpu' \
       --kernel-name-exclude "regex=$vendor_kernels" ;;
     *) record "$id" "not run" 0 0 "no step of that name" ;;
   esac
