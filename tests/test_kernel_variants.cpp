@@ -125,11 +125,11 @@ TEST(KernelVariants, Im2colAndCol2imV1EqualTheReferenceExactly) {
     const Floats x = random_floats(d.n * d.c_in * d.hw(), ++seed);
     Floats ref(static_cast<size_t>(d.k() * d.cols()), kNaN);
     cpu::im2col(x.data(), cpu_dims(d), ref.data());
-    EXPECT_EQ(im2col_v1<0, 0>(x, d), ref);
+    EXPECT_EQ((im2col_v1<0, 0>(x, d)), ref);
     const Floats col = random_floats(d.k() * d.cols(), ++seed);
     Floats dref(static_cast<size_t>(d.n * d.c_in * d.hw()), kNaN);
     cpu::col2im(col.data(), cpu_dims(d), dref.data());
-    EXPECT_EQ(col2im_v1<0, 0>(col, d), dref);
+    EXPECT_EQ((col2im_v1<0, 0>(col, d)), dref);
     if (d.is_3x3_same()) {  // the compile-time 3x3 form the seed model runs
       EXPECT_EQ((im2col_v1<3, 1>(x, d)), ref);
       EXPECT_EQ((col2im_v1<3, 1>(col, d)), dref);
