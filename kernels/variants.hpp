@@ -134,7 +134,7 @@ inline KernelVariants parse_kernel_variants(std::string_view spec, std::string_v
 
 // The process's current set: MNIST_GPU_VARIANTS on first use (an invalid value throws, every
 // time it is asked for), then whatever set_kernel_variants() last set. Defined in
-// kernels/variants.cu (CUDA builds).
+// kernels/cuda_check.cu (CUDA builds).
 KernelVariants kernel_variants();
 void set_kernel_variants(const KernelVariants& v);
 
