@@ -15,7 +15,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +26,9 @@
 #include "engine/cuda_backend.cuh"
 #include "engine/cuda_engine.hpp"
 #include "engine/init.hpp"
+#include "kernels/conv.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/variants.hpp"
 
 namespace mg::bench {
 namespace {
@@ -138,8 +142,13 @@ struct DeviceDataset {
 
 class Fixture {
  public:
-  explicit Fixture(int64_t n)
-      : n_(n), be_(/*use_graphs=*/true), net_(be_, Graph::build(ModelSpec::seed()), n, kSeed) {
+  // Built, and its step captured, under the process's kernel variant set at the time; `set` is
+  // that set, kept to tell fixtures apart.
+  Fixture(int64_t n, const kern::KernelVariants& set)
+      : n_(n),
+        set_(set),
+        be_(/*use_graphs=*/true),
+        net_(be_, Graph::build(ModelSpec::seed()), n, kSeed) {
     const Graph& g = net_.graph();
     std::vector<float> init(static_cast<size_t>(g.param_count()));
     glorot_uniform_init<float>(g, kSeed, init);
@@ -198,6 +207,7 @@ class Fixture {
   Fixture& operator=(const Fixture&) = delete;
 
   int64_t batch() const { return n_; }
+  const kern::KernelVariants& variants() const { return set_; }
   CudaBackend& backend() { return be_; }
   Network<CudaBackend>& net() { return net_; }
   const DeviceDataset& data() const { return data_; }
@@ -233,6 +243,7 @@ class Fixture {
 
  private:
   int64_t n_;
+  kern::KernelVariants set_;
   CudaBackend be_;
   Network<CudaBackend> net_;
   DeviceDataset data_;
@@ -250,11 +261,13 @@ std::unique_ptr<Fixture>& current_fixture() {
   return current;
 }
 
+// The fixture at batch n built under the current variant set.
 Fixture& fixture(int64_t n) {
+  const kern::KernelVariants set = kern::kernel_variants();
   std::unique_ptr<Fixture>& current = current_fixture();
-  if (!current || current->batch() != n) {
+  if (!current || current->batch() != n || !(current->variants() == set)) {
     current.reset();
-    current = std::make_unique<Fixture>(n);
+    current = std::make_unique<Fixture>(n, set);
   }
   return *current;
 }
@@ -355,8 +368,125 @@ double run_train_step(benchmark::State& state, Fixture& f, bool graph) {
       });
 }
 
-void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& peak, bool graph) {
+// --- the kernel variants (kernels/variants.hpp) ----------------------------------------------
+
+// One kernel of one layer at one variant: cuda/<layer>/<kernel>/v<N>/<batch>.
+struct VariantRow {
+  size_t layer = 0;
+  kern::VariantOp op = kern::VariantOp::kIm2col;
+  int variant = 0;
+};
+
+const char* variant_op_name(kern::VariantOp op) {
+  for (const kern::VariantOpInfo& info : kern::kVariantOps)
+    if (info.op == op) return info.name;
+  return "?";
+}
+
+OpCost variant_row_cost(const Layer& l, int64_t n, kern::VariantOp op) {
+  switch (op) {
+    case kern::VariantOp::kIm2col:
+      return conv_kernel_cost(l, n, ConvKernel::kIm2col);
+    case kern::VariantOp::kCol2im:
+      return conv_kernel_cost(l, n, ConvKernel::kCol2im);
+    case kern::VariantOp::kConvOutput:
+      return conv_kernel_cost(l, n, ConvKernel::kConvOutput);
+    case kern::VariantOp::kConvGradPrepare:
+      return conv_kernel_cost(l, n, ConvKernel::kConvGradPrepare);
+    case kern::VariantOp::kPoolForward:
+      return pool_cost(l, n, Pass::kForward);
+    case kern::VariantOp::kPoolBackward:
+      return pool_cost(l, n, Pass::kBackward);
+  }
+  return {};
+}
+
+// The kernel alone, on the network's own tensors of one real step (the fixture's), between two
+// events after an L2 flush, with the row's variant for its op and the process's set elsewhere.
+double run_variant_kernel(benchmark::State& state, Fixture& f, const VariantRow& r) {
+  Network<CudaBackend>& net = f.net();
+  const int64_t n = f.batch();
+  const size_t i = r.layer;
+  const Layer& l = net.graph().layers()[i];
+  kern::KernelVariants set = kern::kernel_variants();
+  set[r.op] = r.variant;
+  const kern::ScopedKernelVariants scoped(set);
+  cudaStream_t stream = f.backend().stream();
+  const kern::ConvDims d{n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad};
+  const ConvScratch<float> s = f.scratch(i);
+  float* x = net.activation(i);
+  float* y = net.activation(i + 1);
+  std::function<void()> call;
+  switch (r.op) {
+    case kern::VariantOp::kIm2col:
+      call = [=] { kern::im2col(x, d, s.col, stream); };
+      break;
+    case kern::VariantOp::kCol2im:
+      call = [=, &net] { kern::col2im(s.col, d, net.activation_grad(i), stream); };
+      break;
+    case kern::VariantOp::kConvOutput:
+      call = [=, &net] {
+        kern::conv_output(s.tmp, net.params() + l.bias_offset, n, d.c_out, d.ohw(), l.relu, y,
+                          stream);
+      };
+      break;
+    case kern::VariantOp::kConvGradPrepare:
+      call = [=, &net] {
+        kern::conv_grad_prepare(y, net.activation_grad(i + 1), n, d.c_out, d.ohw(), l.relu, s.tmp,
+                                net.grads() + l.bias_offset, stream);
+      };
+      break;
+    case kern::VariantOp::kPoolForward:
+      call = [=, &net] { call_layer(net, i, Pass::kForward, n, s); };
+      break;
+    case kern::VariantOp::kPoolBackward:
+      call = [=, &net] { call_layer(net, i, Pass::kBackward, n, s); };
+      break;
+  }
+  return f.timed_loop(state, [&] { f.flush_l2(); }, call);
+}
+
+void register_variant_rows(const Graph& g, int64_t n, const Peak& peak, double min_time) {
+  for (const Layer& l : g.layers()) {
+    std::vector<kern::VariantOp> ops;
+    if (l.kind == LayerKind::kConv2d) {
+      ops = {kern::VariantOp::kIm2col, kern::VariantOp::kConvOutput,
+             kern::VariantOp::kConvGradPrepare};
+      if (has_input_grad(l)) ops.push_back(kern::VariantOp::kCol2im);
+    } else if (l.kind == LayerKind::kMaxPool) {
+      ops = {kern::VariantOp::kPoolForward, kern::VariantOp::kPoolBackward};
+    }
+    for (const kern::VariantOp op : ops) {
+      for (int v = 0; v < kern::kVariantOps[static_cast<size_t>(op)].count; ++v) {
+        const VariantRow row{static_cast<size_t>(l.index), op, v};
+        const std::string name = "cuda/" + l.name + "/" + variant_op_name(op) + "/v" +
+                                 std::to_string(v) + "/" + std::to_string(n);
+        const OpCost cost = variant_row_cost(l, n, op);
+        benchmark::RegisterBenchmark(name.c_str(),
+                                     [row, n, peak, cost](benchmark::State& st) {
+                                       try {
+                                         Fixture& f = fixture(n);
+                                         const double seconds = run_variant_kernel(st, f, row);
+                                         set_counters(st, cost, peak, n, seconds);
+                                       } catch (const std::exception& e) {
+                                         st.SkipWithError(e.what());
+                                       }
+                                     })
+            ->UseManualTime()
+            ->MinTime(min_time)
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+}
+
+// `set`: run the op (the whole step) under this variant set, on a fixture built under it, so the
+// captured graph holds those kernels.
+void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& peak, bool graph,
+            const std::optional<kern::KernelVariants>& set = std::nullopt) {
+  std::optional<kern::ScopedKernelVariants> scoped;
   try {
+    if (set) scoped.emplace(*set);
     Fixture& f = fixture(n);
     double seconds = 0;
     switch (op.kind) {
@@ -384,9 +514,12 @@ void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& p
 }
 
 void register_one(const std::string& name, const BenchOp& op, int64_t n, const Peak& peak,
-                  bool graph, double min_time) {
-  benchmark::RegisterBenchmark(
-      name.c_str(), [op, n, peak, graph](benchmark::State& s) { run_op(s, op, n, peak, graph); })
+                  bool graph, double min_time,
+                  const std::optional<kern::KernelVariants>& set = std::nullopt) {
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [op, n, peak, graph, set](benchmark::State& s) {
+                                 run_op(s, op, n, peak, graph, set);
+                               })
       ->UseManualTime()
       ->MinTime(min_time)
       ->Unit(benchmark::kMicrosecond);
@@ -394,7 +527,7 @@ void register_one(const std::string& name, const BenchOp& op, int64_t n, const P
 
 }  // namespace
 
-void register_cuda_benchmarks(double min_time) {
+void register_cuda_benchmarks(double min_time, const kern::KernelVariants& step_set) {
   std::string why;
   if (!cuda_usable(&why)) {
     benchmark::AddCustomContext("cuda", "absent: " + why);
@@ -444,6 +577,22 @@ void register_cuda_benchmarks(double min_time) {
     if (n == kSeedBatch) {
       register_one(bench_name("cuda", adam_op(), n), adam_op(), n, peak, false, min_time);
     }
+  }
+
+  // The variants, at the seed batch: every kernel at every variant, then the whole step (graph
+  // replay) with every op at variant 0 and with the chosen set.
+  const std::string process_set = kern::kernel_variants().spec();
+  benchmark::AddCustomContext("cuda_variants", process_set);
+  benchmark::AddCustomContext("cuda_step_variants", step_set.spec());
+  register_variant_rows(g, kSeedBatch, peak, min_time);
+  BenchOp step;
+  for (const BenchOp& op : step_ops(g))
+    if (op.kind == OpKind::kTrainStep) step = op;
+  std::vector<kern::KernelVariants> sets = {kern::KernelVariants{}};
+  if (!(step_set == kern::KernelVariants{})) sets.push_back(step_set);
+  for (const kern::KernelVariants& set : sets) {
+    register_one("cuda/train_step/" + set.label() + "/" + std::to_string(kSeedBatch), step,
+                 kSeedBatch, peak, /*graph=*/true, min_time, set);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "bench/bench_common.hpp"
 #include "bench/bench_cpu.hpp"
 #include "bench/cpu_peak.hpp"
+#include "kernels/variants.hpp"
 #if MNIST_GPU_HAVE_CUDA
 #include "bench/bench_cuda.hpp"
 #endif
@@ -28,6 +30,10 @@ constexpr const char* kDefaultMinTime = "--benchmark_min_time=0.2";
 // all of them near half a minute. --cuda_min_time=S (ours, not Google Benchmark's) changes it.
 constexpr std::string_view kCudaMinTimeFlag = "--cuda_min_time=";
 constexpr double kDefaultCudaMinTime = 0.02;
+
+// --variants=SPEC (ours): the kernel variant set of the whole-step row cuda/train_step/<set>/128,
+// in MNIST_GPU_VARIANTS' syntax (kernels/variants.hpp); every op at variant 1 when not given.
+constexpr std::string_view kVariantsFlag = "--variants=";
 
 bool only_listing(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -52,8 +58,18 @@ int main(int argc, char** argv) {
   args.push_back(argv[0]);
   args.push_back(const_cast<char*>(kDefaultMinTime));
   double cuda_min_time = kDefaultCudaMinTime;
+  mg::kern::KernelVariants step_set = mg::kern::KernelVariants::all(1);
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
+    if (a.substr(0, kVariantsFlag.size()) == kVariantsFlag) {
+      try {
+        step_set = mg::kern::parse_kernel_variants(a.substr(kVariantsFlag.size()), "--variants");
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+        return 1;
+      }
+      continue;
+    }
     if (a.substr(0, kCudaMinTimeFlag.size()) == kCudaMinTimeFlag) {
       cuda_min_time = std::atof(argv[i] + kCudaMinTimeFlag.size());
       if (!(cuda_min_time > 0)) {
@@ -63,6 +79,13 @@ int main(int argc, char** argv) {
       continue;
     }
     args.push_back(argv[i]);
+  }
+  try {  // MNIST_GPU_VARIANTS, checked before anything runs (in every build, alike)
+    const char* env = std::getenv(mg::kern::kVariantsEnv);
+    (void)mg::kern::parse_kernel_variants(env != nullptr ? env : "", mg::kern::kVariantsEnv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
   }
   int n_args = static_cast<int>(args.size());
   args.push_back(nullptr);
@@ -88,8 +111,9 @@ int main(int argc, char** argv) {
                               "workspace; train_step = sum of its ops");
   mb::register_cpu_benchmarks(cpu);
 #if MNIST_GPU_HAVE_CUDA
-  mb::register_cuda_benchmarks(cuda_min_time);
+  mb::register_cuda_benchmarks(cuda_min_time, step_set);
 #else
+  (void)step_set;
   benchmark::AddCustomContext("cuda",
                               "absent: bench_kernels was built without CUDA "
                               "(no nvcc at configure time, or -DMNIST_GPU_CUDA=OFF)");

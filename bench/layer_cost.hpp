@@ -167,4 +167,30 @@ inline OpCost train_step_cost(const Graph& g, int64_t n) {
   return c;
 }
 
+// --- the kernels with numbered variants (cuda/<layer>/<kernel>/v<N>/<batch>) -------------------
+// The cost of one kernel of a conv layer, by the conventions above applied to the kernel's own
+// interface: here the im2col matrix and the GEMM's channel-major scratch are the kernel's input
+// or output, so they count (each read or written once).
+enum class ConvKernel { kIm2col, kCol2im, kConvOutput, kConvGradPrepare };
+
+inline OpCost conv_kernel_cost(const Layer& l, int64_t n, ConvKernel k) {
+  const double in = static_cast<double>(n) * static_cast<double>(l.in.size());
+  const double out = static_cast<double>(n) * static_cast<double>(l.out.size());
+  const double col = static_cast<double>(n) * static_cast<double>(l.in.c * l.kernel * l.kernel) *
+                     static_cast<double>(l.out.h * l.out.w);
+  const double b = static_cast<double>(l.bias_size);
+  switch (k) {
+    case ConvKernel::kIm2col:
+      return {0, kF32 * (in + col)};  // read x, write col
+    case ConvKernel::kCol2im:
+      return {col, kF32 * (col + in)};  // one add per column entry; read col, write dx
+    case ConvKernel::kConvOutput:
+      return {out * (l.relu ? 2 : 1), kF32 * (2 * out + b)};  // bias, ReLU; tmp, b -> y
+    case ConvKernel::kConvGradPrepare:
+      // mask and the bias sum; read (y,) dy, write dy_cn and db
+      return {out * (l.relu ? 2 : 1), kF32 * (out * (l.relu ? 3 : 2) + b)};
+  }
+  return {};
+}
+
 }  // namespace mg::bench

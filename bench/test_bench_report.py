@@ -145,6 +145,59 @@ class ReportTest(unittest.TestCase):
         out = run_main("floor", path, "--device", "h100-sxm", "--backend", "cpu")
         self.assertIn("67,000 GFLOP/s, 3,350.0 GB/s (table: h100-sxm)", out)
 
+    def variant_run(self):
+        # A GPU of 1000 GFLOP/s and 1000 GB/s; im2col moves 10 MB (floor 10 us).
+        ctx = {"cuda_peak_flops": "1e12", "cuda_peak_bytes_per_s": "1e12",
+               "cuda_peak_source": "test", "cuda": "test GPU"}
+        return self.write("v.json", [
+            row("cuda/conv2d_1/im2col/v0/128", 0.040, 0, 10e6),
+            row("cuda/conv2d_1/im2col/v1/128", 0.020, 0, 10e6),
+            row("cuda/max_pooling2d/maxpool_forward/v0/128", 0.010, 1e6, 5e6),
+            row("cuda/max_pooling2d/maxpool_forward/v1/128", 0.0102, 1e6, 5e6),
+            row("cuda/train_step/v0/128", 0.400, 1e8, 100e6),
+            row("cuda/train_step/v1/128", 0.300, 1e8, 100e6),
+            row("cuda/train_step/128", 0.400, 1e8, 100e6),
+            row("cuda/conv2d_1/forward/128", 0.100, 1e8, 20e6)], ctx)
+
+    def test_names_of_variant_rows(self):
+        b = bench_report.Bench("cuda/conv2d_1/conv_grad_prepare/v1/128", 1, 1, 1, 1)
+        self.assertEqual((b.backend, b.variant_op, b.variant, b.batch),
+                         ("cuda", "conv2d_1/conv_grad_prepare", "v1", 128))
+        b = bench_report.Bench("cuda/train_step/v110000/128", 1, 1, 1, 1)
+        self.assertEqual((b.variant_op, b.variant), ("train_step", "v110000"))
+        self.assertIsNone(bench_report.Bench("cuda/conv2d_1/forward/128", 1, 1, 1, 1).variant)
+
+    def test_variants_ranks_each_op_against_its_floor(self):
+        out = run_main("variants", self.variant_run())
+        # im2col: v1 first (20 us, floor 10 us: 50% of the roof, 2x v0), then v0 (25%, 1x).
+        self.assertRegex(out, r"cuda/conv2d_1/im2col/128\s+1\s+v1\s+20 us\s+10 us\s+50\s+2\.00x")
+        self.assertRegex(out, r"\n\s+2\s+v0\s+40 us\s+10 us\s+25\s+1\.00x")
+        # The step: floor 100 us (100 MFLOP and 100 MB), 33% of v1's 300 us.
+        self.assertRegex(out, r"cuda/train_step/128\s+1\s+v1\s+300 us\s+100 us\s+33\s+1\.33x")
+        # Pool: v1 2% slower, ranked second.
+        self.assertRegex(out, r"cuda/max_pooling2d/maxpool_forward/128\s+1\s+v0\s+10 us")
+        self.assertIn("cuda/conv2d_1/im2col/128: v1 (2.00x v0)", out)
+        self.assertIn("cuda/train_step/128: v1 (1.33x v0)", out)
+        self.assertNotIn("maxpool_forward/128: v1", out)
+        self.assertNotIn("conv2d_1/forward", out)  # not a variant row
+        out = run_main("variants", self.variant_run(), "--filter", "maxpool")
+        self.assertIn("no variant beats v0 by more than 5%", out)
+
+    def test_floor_and_roofline_leave_the_variant_rows_out(self):
+        path = self.variant_run()
+        out = run_main("floor", path, "--device", "cuda")
+        self.assertNotIn("im2col", out)
+        self.assertNotIn("train_step/v1", out)
+        svg = os.path.join(self.dir.name, "r.svg")
+        self.assertIn("2 points", run_main("roofline", path, "-o", svg))
+
+    def test_variants_without_variant_rows_is_an_error(self):
+        path = self.write("a.json", [row("cpu/dense/forward/128", 10, 1e8, 1e6)])
+        with self.assertRaises(SystemExit) as e:
+            run_main("variants", path)
+        self.assertIn("no variant rows", str(e.exception))
+
+
 
 @unittest.skipUnless(os.environ.get("MG_BENCH_KERNELS"), "MG_BENCH_KERNELS names no binary")
 class RealRunTest(unittest.TestCase):
@@ -177,6 +230,15 @@ class RealRunTest(unittest.TestCase):
                 self.assertGreater(b["pct_roof"], 0, b["name"])
             table = run_main("table", out)
             self.assertIn("cpu/train_step/8", table)
+
+    def test_a_bad_variant_set_is_refused_before_anything_runs(self):
+        for args, env in ((["--variants=im2col=7"], {}),
+                          ([], {"MNIST_GPU_VARIANTS": "nosuchop=1"})):
+            r = subprocess.run([os.environ["MG_BENCH_KERNELS"], "--benchmark_list_tests", *args],
+                               env={**os.environ, **env}, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("bench_kernels: ", r.stderr)
+            self.assertIn("conv_grad_prepare (0..1)", r.stderr)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include "engine/cuda_engine.hpp"
 #include "kernels/batch.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/variants.hpp"
 
 #ifndef MG_CUDA_ARCHITECTURES
 #define MG_CUDA_ARCHITECTURES "unknown"
@@ -136,6 +137,9 @@ std::unique_ptr<Engine> make_cuda_engine(const Graph& graph, const EngineOptions
 
 CudaBackend::CudaBackend(bool use_graphs, Precision precision)
     : use_graphs_(use_graphs && !cuda::sync_debug()), precision_(precision) {
+  // MNIST_GPU_VARIANTS is read and checked here, before any work: a bad value fails the command
+  // at its start, naming the variable.
+  (void)kern::kernel_variants();
   try {
     CUDA_CHECK(cudaSetDevice(device_));
     cudaDeviceProp prop{};

@@ -1,6 +1,7 @@
 #include "kernels/conv.cuh"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/variants.hpp"
 
 namespace mg::kern {
 namespace {
@@ -55,11 +56,153 @@ __global__ void __launch_bounds__(kChannelBlock)
   }
 }
 
+// --- variant 1 (kernels/variants.hpp; docs/cuda.md "Kernel variants") ---------------------------
+// 3D grids with 32-bit indices: im2col's box is [image][row of col][offset in the output plane],
+// col2im's [image][input channel][offset in the input plane], the epilogue's [image][channel]
+// [offset], so a thread divides only its plane offset by the row width. Writes and reads run along
+// a plane, contiguous in both layouts.
+
+template <int K, int PAD>
+__global__ void im2col_v1_kernel(const float* x, ConvDims32 d, Box3 box, float* col) {
+  const int32_t ohw = d.oh * d.ow, cols = d.n * ohw;
+  for_each_in_box(box, [&](int32_t p, int32_t row, int32_t img) {
+    col[row * cols + img * ohw + p] = im2col_v1_at<float, K, PAD>(x, d, row, img, p);
+  });
+}
+
+template <int K, int PAD>
+__global__ void col2im_v1_kernel(const float* col, ConvDims32 d, Box3 box, float* dx) {
+  const int32_t hw = d.h * d.w;
+  for_each_in_box(box, [&](int32_t p, int32_t c, int32_t img) {
+    dx[(img * d.c_in + c) * hw + p] = col2im_v1_at<float, K, PAD>(col, d, c, img, p);
+  });
+}
+
+__global__ void conv_output_v1_kernel(const float* tmp, const float* b, int32_t n, int32_t c,
+                                      int32_t s, bool relu, Box3 box, float* y) {
+  for_each_in_box(box, [&](int32_t k, int32_t j, int32_t i) {
+    y[(i * c + j) * s + k] = conv_output_v1_at(tmp, b[j], n, s, relu, i, j, k);
+  });
+}
+
+// conv_grad_prepare v1, stage 1: the permute and mask over the whole grid, box [image][channel]
+// [offset in the plane], both inputs loaded unconditionally; with `vec` (s % 4 == 0 and every
+// pointer 16-byte aligned) the offsets count float4s and each thread moves 16 bytes per access.
+__global__ void conv_grad_permute_v1_kernel(const float* y, const float* dy, int32_t n, int32_t c,
+                                            int32_t s, bool relu, bool vec, Box3 box,
+                                            float* dy_cn) {
+  for_each_in_box(box, [&](int32_t k, int32_t j, int32_t i) {
+    const int32_t src = (i * c + j) * s, dst = j * (n * s) + i * s;
+    if (vec) {
+      const Float4 yv = reinterpret_cast<const Float4*>(y + src)[k];
+      const Float4 gv = reinterpret_cast<const Float4*>(dy + src)[k];
+      reinterpret_cast<Float4*>(dy_cn + dst)[k] = {
+          conv_grad_mask(yv.a, gv.a, relu), conv_grad_mask(yv.b, gv.b, relu),
+          conv_grad_mask(yv.c, gv.c, relu), conv_grad_mask(yv.d, gv.d, relu)};
+    } else {
+      dy_cn[dst + k] = conv_grad_mask(y[src + k], dy[src + k], relu);
+    }
+  });
+}
+
+// Stage 2: db[j] = the sum of row j of dy_cn (contiguous, just written, so mostly in L2). Each
+// thread sums a fixed stride of the row in double, then a fixed tree over the block: the same
+// order on every run, whatever the timing (no atomics).
+__global__ void __launch_bounds__(kChannelBlock)
+    conv_bias_grad_v1_kernel(const float* dy_cn, int32_t c, int32_t per_channel, bool vec,
+                             float* db) {
+  __shared__ double partial[kChannelBlock];
+  for (int32_t j = static_cast<int32_t>(blockIdx.x); j < c; j += static_cast<int32_t>(gridDim.x)) {
+    const float* row = dy_cn + static_cast<int64_t>(j) * per_channel;
+    double sum = 0;
+    if (vec) {
+      const Float4* row4 = reinterpret_cast<const Float4*>(row);
+      for (int32_t e = static_cast<int32_t>(threadIdx.x); e < per_channel / 4;
+           e += static_cast<int32_t>(blockDim.x)) {
+        const Float4 v = row4[e];
+        sum += static_cast<double>(v.a) + v.b + v.c + v.d;
+      }
+    } else {
+      for (int32_t e = static_cast<int32_t>(threadIdx.x); e < per_channel;
+           e += static_cast<int32_t>(blockDim.x))
+        sum += row[e];
+    }
+    sum = block_sum(sum, partial);
+    if (threadIdx.x == 0) db[j] = static_cast<float>(sum);
+  }
+}
+
+bool v1(VariantOp op) { return kernel_variants()[op] == 1; }
+
+}  // namespace
+
+// Variant 1 launchers; false when the sizes need 64-bit indices (the caller then runs variant 0).
+namespace {
+
+bool im2col_v1(const float* x, const ConvDims& d, float* col, cudaStream_t stream) {
+  if (!conv_fits_int32(d)) return false;
+  const ConvDims32 d32 = conv_dims32(d);
+  const Box3 box{d32.oh * d32.ow, static_cast<int32_t>(d.k()), d32.n};
+  const int block = plane_block(box.nx);
+  if (d.is_3x3_same()) {
+    im2col_v1_kernel<3, 1><<<grid_for_box(box, block), block, 0, stream>>>(x, d32, box, col);
+  } else {
+    im2col_v1_kernel<0, 0><<<grid_for_box(box, block), block, 0, stream>>>(x, d32, box, col);
+  }
+  MG_CHECK_LAUNCH("im2col_v1_kernel");
+  return true;
+}
+
+bool col2im_v1(const float* col, const ConvDims& d, float* dx, cudaStream_t stream) {
+  if (!conv_fits_int32(d)) return false;
+  const ConvDims32 d32 = conv_dims32(d);
+  const Box3 box{d32.h * d32.w, d32.c_in, d32.n};
+  const int block = plane_block(box.nx);
+  if (d.is_3x3_same()) {
+    col2im_v1_kernel<3, 1><<<grid_for_box(box, block), block, 0, stream>>>(col, d32, box, dx);
+  } else {
+    col2im_v1_kernel<0, 0><<<grid_for_box(box, block), block, 0, stream>>>(col, d32, box, dx);
+  }
+  MG_CHECK_LAUNCH("col2im_v1_kernel");
+  return true;
+}
+
+bool fits_int32(int64_t n, int64_t c, int64_t s) { return n * c * s < kIndex32Limit; }
+
+bool conv_output_v1(const float* tmp, const float* b, int64_t n, int64_t c, int64_t s, bool relu,
+                    float* y, cudaStream_t stream) {
+  if (!fits_int32(n, c, s)) return false;
+  const Box3 box{static_cast<int32_t>(s), static_cast<int32_t>(c), static_cast<int32_t>(n)};
+  const int block = plane_block(s);
+  conv_output_v1_kernel<<<grid_for_box(box, block), block, 0, stream>>>(
+      tmp, b, box.nz, box.ny, box.nx, relu, box, y);
+  MG_CHECK_LAUNCH("conv_output_v1_kernel");
+  return true;
+}
+
+bool conv_grad_prepare_v1(const float* y, const float* dy, int64_t n, int64_t c, int64_t s,
+                          bool relu, float* dy_cn, float* db, cudaStream_t stream) {
+  if (!fits_int32(n, c, s)) return false;
+  const bool vec = s % 4 == 0 && aligned16(y) && aligned16(dy) && aligned16(dy_cn);
+  const Box3 box{static_cast<int32_t>(vec ? s / 4 : s), static_cast<int32_t>(c),
+                 static_cast<int32_t>(n)};
+  const int block = plane_block(box.nx);
+  conv_grad_permute_v1_kernel<<<grid_for_box(box, block), block, 0, stream>>>(
+      y, dy, static_cast<int32_t>(n), box.ny, static_cast<int32_t>(s), relu, vec, box, dy_cn);
+  MG_CHECK_LAUNCH("conv_grad_permute_v1_kernel");
+  const int blocks = blocks_for(c, 1, cuda::max_grid_blocks());
+  conv_bias_grad_v1_kernel<<<blocks, kChannelBlock, 0, stream>>>(
+      dy_cn, static_cast<int32_t>(c), static_cast<int32_t>(n * s), vec && (n * s) % 4 == 0, db);
+  MG_CHECK_LAUNCH("conv_bias_grad_v1_kernel");
+  return true;
+}
+
 }  // namespace
 
 void im2col_3x3(const float* x, const ConvDims& d, float* col, cudaStream_t stream) {
   const int64_t count = d.k() * d.cols();
   if (count == 0) return;
+  if (v1(VariantOp::kIm2col) && im2col_v1(x, d, col, stream)) return;
   im2col_3x3_kernel<<<grid_for(count), kBlock, 0, stream>>>(x, d, col);
   MG_CHECK_LAUNCH("im2col_3x3_kernel");
 }
@@ -67,6 +210,7 @@ void im2col_3x3(const float* x, const ConvDims& d, float* col, cudaStream_t stre
 void col2im_3x3(const float* col, const ConvDims& d, float* dx, cudaStream_t stream) {
   const int64_t count = d.n * d.c_in * d.hw();
   if (count == 0) return;
+  if (v1(VariantOp::kCol2im) && col2im_v1(col, d, dx, stream)) return;
   col2im_3x3_kernel<<<grid_for(count), kBlock, 0, stream>>>(col, d, dx);
   MG_CHECK_LAUNCH("col2im_3x3_kernel");
 }
@@ -75,6 +219,7 @@ void im2col(const float* x, const ConvDims& d, float* col, cudaStream_t stream) 
   if (d.is_3x3_same()) return im2col_3x3(x, d, col, stream);
   const int64_t count = d.k() * d.cols();
   if (count == 0) return;
+  if (v1(VariantOp::kIm2col) && im2col_v1(x, d, col, stream)) return;
   im2col_kernel<<<grid_for(count), kBlock, 0, stream>>>(x, d, col);
   MG_CHECK_LAUNCH("im2col_kernel");
 }
@@ -83,6 +228,7 @@ void col2im(const float* col, const ConvDims& d, float* dx, cudaStream_t stream)
   if (d.is_3x3_same()) return col2im_3x3(col, d, dx, stream);
   const int64_t count = d.n * d.c_in * d.hw();
   if (count == 0) return;
+  if (v1(VariantOp::kCol2im) && col2im_v1(col, d, dx, stream)) return;
   col2im_kernel<<<grid_for(count), kBlock, 0, stream>>>(col, d, dx);
   MG_CHECK_LAUNCH("col2im_kernel");
 }
@@ -91,6 +237,7 @@ void conv_output(const float* tmp, const float* b, int64_t n, int64_t c, int64_t
                  float* y, cudaStream_t stream) {
   const int64_t count = n * c * s;
   if (count == 0) return;
+  if (v1(VariantOp::kConvOutput) && conv_output_v1(tmp, b, n, c, s, relu, y, stream)) return;
   conv_output_kernel<<<grid_for(count), kBlock, 0, stream>>>(tmp, b, n, c, s, relu, y);
   MG_CHECK_LAUNCH("conv_output_kernel");
 }
@@ -98,6 +245,9 @@ void conv_output(const float* tmp, const float* b, int64_t n, int64_t c, int64_t
 void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, int64_t s, bool relu,
                        float* dy_cn, float* db, cudaStream_t stream) {
   if (c == 0) return;
+  if (v1(VariantOp::kConvGradPrepare) && n * s > 0 &&
+      conv_grad_prepare_v1(y, dy, n, c, s, relu, dy_cn, db, stream))
+    return;
   const int blocks = blocks_for(c, 1, cuda::max_grid_blocks());
   conv_grad_prepare_kernel<<<blocks, kChannelBlock, 0, stream>>>(y, dy, n, c, s, relu, dy_cn, db);
   MG_CHECK_LAUNCH("conv_grad_prepare_kernel");

@@ -111,4 +111,78 @@ MG_HOST_DEVICE T conv_grad_cn_at(const T* y, const T* dy, int64_t c, int64_t s, 
   return (!relu || y[src] > T(0)) ? dy[src] : T(0);
 }
 
+// --- variant 1: 32-bit indices over 2D/3D grids (kernels/conv.cu, docs/cuda.md) ----------------
+//
+// The v1 kernels put the row (or channel) in blockIdx.y and the image in blockIdx.z, so a thread
+// only divides its plane offset p by the row width, in 32 bits; the functions below take the
+// coordinates the grid hands out. ConvDims32 is made once per launch, after conv_fits_int32 has
+// checked that every index of the layer stays below kIndex32Limit (else the launcher runs
+// variant 0, with 64-bit indices).
+
+// 2^30, not 2^31 - 1: a grid-stride step (at most 2^23 threads, or 65535 blocks along y and z)
+// past the last index must not overflow an int32 either.
+inline constexpr int64_t kIndex32Limit = int64_t{1} << 30;
+
+struct ConvDims32 {
+  int32_t n, c_in, h, w, c_out, kernel, pad, oh, ow;
+};
+
+inline bool conv_fits_int32(const ConvDims& d) {
+  return d.k() * d.cols() < kIndex32Limit && d.n * d.c_in * d.hw() < kIndex32Limit &&
+         d.n * d.c_out * d.ohw() < kIndex32Limit;
+}
+
+inline ConvDims32 conv_dims32(const ConvDims& d) {
+  return {static_cast<int32_t>(d.n),      static_cast<int32_t>(d.c_in),
+          static_cast<int32_t>(d.h),      static_cast<int32_t>(d.w),
+          static_cast<int32_t>(d.c_out),  static_cast<int32_t>(d.kernel),
+          static_cast<int32_t>(d.pad),    static_cast<int32_t>(d.oh()),
+          static_cast<int32_t>(d.ow())};
+}
+
+// col[row, img*oh*ow + p] for row in [0, c_in*K*K), img in [0, n), p in [0, oh*ow). K and PAD
+// fixed at compile time (3, 1 for the seed model's 'same' 3x3, so the divisions by K are by a
+// constant), or 0, 0 to read them from d.
+template <class T, int K = 0, int PAD = 0>
+MG_HOST_DEVICE T im2col_v1_at(const T* x, const ConvDims32& d, int32_t row, int32_t img,
+                              int32_t p) {
+  const int32_t k = K > 0 ? K : d.kernel, pad = K > 0 ? PAD : d.pad;
+  const int32_t c = row / (k * k), kk = row - c * (k * k);
+  const int32_t y = p / d.ow, x0 = p - y * d.ow;
+  const int32_t sy = y + kk / k - pad, sx = x0 + kk % k - pad;
+  if (sy < 0 || sy >= d.h || sx < 0 || sx >= d.w) return T(0);
+  return x[(img * d.c_in + c) * (d.h * d.w) + sy * d.w + sx];
+}
+
+// dx[img, c, p] for p in [0, h*w): the taps summed in the order kk = 0..K*K-1, as col2im_at and the
+// CPU reference do, so the result is the same bit for bit.
+template <class T, int K = 0, int PAD = 0>
+MG_HOST_DEVICE T col2im_v1_at(const T* col, const ConvDims32& d, int32_t c, int32_t img,
+                              int32_t p) {
+  const int32_t k = K > 0 ? K : d.kernel, pad = K > 0 ? PAD : d.pad;
+  const int32_t taps = k * k, ohw = d.oh * d.ow, cols = d.n * ohw;
+  const int32_t y = p / d.w, x0 = p - y * d.w;
+  T sum = 0;
+  for (int32_t kk = 0; kk < taps; ++kk) {
+    const int32_t ty = y - (kk / k - pad), tx = x0 - (kk % k - pad);
+    if (ty < 0 || ty >= d.oh || tx < 0 || tx >= d.ow) continue;
+    sum += col[(c * taps + kk) * cols + img * ohw + ty * d.ow + tx];
+  }
+  return sum;
+}
+
+// y[i, j, k] from tmp [c, n, s]: conv_output_at with the coordinates given.
+template <class T>
+MG_HOST_DEVICE T conv_output_v1_at(const T* tmp, T bias, int32_t n, int32_t s, bool relu,
+                                   int32_t i, int32_t j, int32_t k) {
+  const T v = tmp[(j * n + i) * s + k] + bias;
+  return (relu && v < T(0)) ? T(0) : v;
+}
+
+// The masked gradient from both values, both always read (no load behind a branch).
+template <class T>
+MG_HOST_DEVICE T conv_grad_mask(T y, T dy, bool relu) {
+  return (!relu || y > T(0)) ? dy : T(0);
+}
+
 }  // namespace mg::kern

@@ -1,10 +1,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/variants.hpp"
 
 namespace mg::cuda {
 namespace {
@@ -69,3 +71,42 @@ void set_max_grid_blocks(int blocks) {
 }
 
 }  // namespace mg::cuda
+
+// --- the kernel variant set (kernels/variants.hpp), kept here with the other process-wide
+// launch settings ---
+
+namespace mg::kern {
+namespace {
+
+struct VariantState {
+  std::mutex mutex;
+  bool read = false;
+  KernelVariants set;
+};
+
+VariantState& variant_state() {
+  static VariantState s;
+  return s;
+}
+
+}  // namespace
+
+KernelVariants kernel_variants() {
+  VariantState& s = variant_state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.read) {
+    const char* env = std::getenv(kVariantsEnv);
+    s.set = parse_kernel_variants(env != nullptr ? env : "", kVariantsEnv);  // may throw
+    s.read = true;
+  }
+  return s.set;
+}
+
+void set_kernel_variants(const KernelVariants& v) {
+  VariantState& s = variant_state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  s.set = v;
+  s.read = true;
+}
+
+}  // namespace mg::kern

@@ -46,10 +46,12 @@
 #include <iostream>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "engine/basic_engine.hpp"
@@ -62,6 +64,7 @@
 #include "engine/network.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/variants.hpp"
 #include "test_util.hpp"
 
 namespace mg {
@@ -251,6 +254,37 @@ INSTANTIATE_TEST_SUITE_P(Grids, CudaOp, ::testing::Values(0, 3),
                                                         : std::string("FullGrid");
                          });
 
+// The ops with numbered variants (kernels/variants.hpp) run their op tests once per variant, every
+// op of the set at that variant, with both grids: the same tests, the same tolerances.
+inline constexpr int kKernelVariantCount = 2;
+
+class CudaVariantOp : public Cuda, public ::testing::WithParamInterface<std::tuple<int, int>> {
+ protected:
+  void SetUp() override {
+    Cuda::SetUp();
+    if (IsSkipped()) return;
+    saved_ = cuda::max_grid_blocks();
+    cuda::set_max_grid_blocks(grid_cap(std::get<0>(GetParam())));
+    variants_.emplace(kern::KernelVariants::all(std::get<1>(GetParam())));
+  }
+  void TearDown() override {
+    variants_.reset();
+    if (saved_ > 0) cuda::set_max_grid_blocks(saved_);
+  }
+
+ private:
+  int saved_ = 0;
+  std::optional<kern::ScopedKernelVariants> variants_;
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    GridsAndVariants, CudaVariantOp,
+    ::testing::Combine(::testing::Values(0, 3), ::testing::Range(0, kKernelVariantCount)),
+    [](const ::testing::TestParamInfo<std::tuple<int, int>>& param_info) {
+      return std::string(std::get<0>(param_info.param) == 3 ? "ThreeBlocks" : "FullGrid") +
+             "_v" + std::to_string(std::get<1>(param_info.param));
+    });
+
 // --- ops -----------------------------------------------------------------------------------------
 
 struct ConvCase {
@@ -266,7 +300,7 @@ const ConvCase kConvCases[] = {
     {2, 8, 12, 12, 16, 5, 0},
 };
 
-TEST_P(CudaOp, ConvForwardAndBackwardMatchTheCpu) {
+TEST_P(CudaVariantOp, ConvForwardAndBackwardMatchTheCpu) {
   uint64_t seed = 100;
   for (const ConvCase& c : kConvCases) {
     for (const bool relu : {true, false}) {
@@ -357,7 +391,7 @@ TEST_P(CudaOp, ReluLayerMatchesTheCpuExactly) {
   EXPECT_LT(open, count);
 }
 
-TEST_P(CudaOp, MaxPoolMatchesTheCpuExactly) {
+TEST_P(CudaVariantOp, MaxPoolMatchesTheCpuExactly) {
   struct Case {
     int64_t n, c, h, w;
   };
@@ -739,6 +773,10 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
   auto gdx = poisoned(be, nx), gdw = poisoned(be, nw), gdb = poisoned(be, c.c_out);
   be.conv_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data(), {gcol.data(), gtmp.data()});
   const Floats y = host_copy(be, gy.data(), ny);
+  // The column matrix is im2col(x), exactly (before the backward overwrites it with d(col)).
+  Floats col_ref(static_cast<size_t>(ncol));
+  cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, 3, 1}, col_ref.data());
+  EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
   be.conv_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(), gdx.data(), gdw.data(),
                    gdb.data(), {gcol.data(), gtmp.data()});
   const Floats dx = host_copy(be, gdx.data(), nx), dw = host_copy(be, gdw.data(), nw),
@@ -784,9 +822,51 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
 
 const ConvCase kSeedConvs[] = {{128, 1, 28, 28, 32}, {128, 32, 14, 14, 64}};
 
+// Every variant of the conv kernels (im2col, col2im, the epilogue, conv_grad_prepare).
 TEST_F(Cuda, ConvAtTheSeedModelsShapesMatchesTheCpu) {
-  uint64_t seed = 1000;
-  for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kFp32, seed += 10);
+  for (int v = 0; v < kKernelVariantCount; ++v) {
+    SCOPED_TRACE("kernel variant " + std::to_string(v));
+    const kern::ScopedKernelVariants variants(kern::KernelVariants::all(v));
+    uint64_t seed = 1000;
+    for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kFp32, seed += 10);
+  }
+}
+
+// Max-pool at the seed model's two pools, batch 128, every variant: values, argmax and the
+// gradient exactly, with ties (small integers) and without.
+TEST_F(Cuda, MaxPoolAtTheSeedModelsShapesMatchesTheCpuExactly) {
+  struct Case {
+    int64_t c, h, w;
+  };
+  constexpr int64_t n = 128;
+  for (int v = 0; v < kKernelVariantCount; ++v) {
+    const kern::ScopedKernelVariants variants(kern::KernelVariants::all(v));
+    uint64_t seed = 1200;
+    for (const Case& c : {Case{32, 28, 28}, Case{64, 14, 14}}) {
+      for (const bool ties : {true, false}) {
+        SCOPED_TRACE("kernel variant " + std::to_string(v) + " c=" + std::to_string(c.c) +
+                     " h=" + std::to_string(c.h) + " ties=" + std::to_string(ties));
+        const Layer l = pool_layer(c.c, c.h, c.w);
+        const int64_t nx = n * l.in.size(), ny = n * l.out.size();
+        const Floats x = ties ? tied_floats(nx, ++seed) : random_floats(nx, ++seed);
+        const Floats dy = random_floats(ny, ++seed);
+        CudaBackend be;
+        auto gx = device_copy(be, x), gdy = device_copy(be, dy);
+        auto gy = poisoned(be, ny), gdx = poisoned(be, nx);
+        auto garg = device_copy(be, std::vector<int32_t>(static_cast<size_t>(ny), -7));
+        be.pool_forward(l, n, gx.data(), gy.data(), garg.data());
+        be.pool_backward(l, n, gdy.data(), garg.data(), gdx.data());
+        CpuBackend<float> ref;
+        Floats y(static_cast<size_t>(ny)), dx(static_cast<size_t>(nx));
+        std::vector<int32_t> arg(static_cast<size_t>(ny));
+        ref.pool_forward(l, n, x.data(), y.data(), arg.data());
+        ref.pool_backward(l, n, dy.data(), arg.data(), dx.data());
+        EXPECT_EQ(host_copy(be, gy.data(), ny), y);
+        EXPECT_EQ(host_copy(be, garg.data(), ny), arg);
+        EXPECT_EQ(host_copy(be, gdx.data(), nx), dx);
+      }
+    }
+  }
 }
 
 TEST_F(Cuda, Tf32ConvAtTheSeedModelsShapesStaysWithinTheTf32Bound) {
@@ -1037,6 +1117,16 @@ TEST_F(Cuda, NetworkStepAtBatch128MatchesTheCpu) {
   expect_network_step_close(128, Precision::kFp32, 1e-5);
 }
 
+// The same with every op at variant 1 (kernels/variants.hpp), the set bench_kernels times as
+// cuda/train_step/v1/128.
+TEST_F(Cuda, NetworkStepAtBatch128WithEveryVariant1MatchesTheCpu) {
+  const kern::ScopedKernelVariants variants(kern::KernelVariants::all(1));
+  expect_network_step_close(128, Precision::kFp32, 1e-5);
+  expect_network_step_close(
+      3, Precision::kFp32, 1e-5,
+      "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
+}
+
 // TF32: up to four GEMMs on a gradient's path, each within 1e-2 norm-wise: 2e-2 (top of file).
 TEST_F(Cuda, Tf32NetworkStepAtBatch128StaysCloseToTheCpu) {
   expect_network_step_close(128, Precision::kTf32, 2e-2);
@@ -1180,6 +1270,26 @@ TEST_F(Cuda, OneTrainingStepAtBatch128MatchesTheCpuEngine) {
   EXPECT_EQ(gpu->step(), 1);
   EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
   EXPECT_EQ(mg.count, 128);
+  const Floats pg = gpu->parameters(), pc = cpu->parameters();
+  EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
+}
+
+// The whole engine's step (gather, the captured graph, Adam) with every op at variant 1.
+TEST_F(Cuda, OneTrainingStepAtBatch128WithEveryVariant1MatchesTheCpuEngine) {
+  const kern::ScopedKernelVariants variants(kern::KernelVariants::all(1));
+  const Graph g = Graph::build(ModelSpec::seed());
+  const QuadrantData data(256);
+  EngineOptions opt;
+  opt.seed = 17;
+  auto gpu = make_cuda_engine(g, opt);
+  auto cpu = make_cpu_engine(g, opt);
+  const Floats p0 = cpu->parameters();
+  gpu->set_dataset(data.dataset());
+  cpu->set_dataset(data.dataset());
+  const auto idx = iota_indices(0, 256);
+  const Metrics mg = gpu->train_epoch(idx, 0), mc = cpu->train_epoch(idx, 0);
+  EXPECT_EQ(gpu->step(), 2) << "two steps: the first eager, the second captured and replayed";
+  EXPECT_NEAR(mg.loss, mc.loss, 1e-5 * mc.loss);
   const Floats pg = gpu->parameters(), pc = cpu->parameters();
   EXPECT_LE(distance(pg, pc), 1e-3 * distance(pc, p0));
 }

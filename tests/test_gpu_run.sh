@@ -64,7 +64,7 @@ MG_ASSUME_NO_GPU=1 MG_RERUN_FILE="$work/rerun.txt" OUT="$work/out2" bash "$work/
 rc=$?
 cat "$work/pass2.log"
 ((rc == 3)) || fail "pass 2 without a GPU should exit 3, not $rc"
-check_no_gpu_summary "$work/out2/summary.txt" nvidia-smi rerun-train-graph rerun-tests racecheck initcheck ours-fp32 torch-eager torch-compiled bench-all
+check_no_gpu_summary "$work/out2/summary.txt" nvidia-smi rerun-train-graph rerun-tests racecheck initcheck ours-fp32 bench-variants torch-eager torch-compiled bench-all
 grep -Eq '^rerun-ldd +ok ' "$work/out2/summary.txt" || fail "the rerun list's ldd did not run"
 
 echo "== usage errors"

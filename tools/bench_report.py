@@ -12,6 +12,9 @@
   bench_report.py floor RUN.json [--batch N] [--device NAME | --peak-flops X --peak-bw Y]
       the floor of one training step and of one epoch (49,000 images) at a batch size, op by op,
       on this run's device or a known GPU, against the measured times
+  bench_report.py variants RUN.json [--filter REGEX]
+      the numbered kernel variants (rows <backend>/<op>/v<N>/<batch>): per op and batch, its
+      variants ranked by time, each with its floor, % of the roofline and speed-up over v0
 
 Peaks come from the run's context (cpu_peak_flops, cpu_peak_bytes_per_s, cuda_peak_...), which
 bench_kernels fills from a measurement (CPU) or a table of known GPUs. With --benchmark_repetitions
@@ -39,6 +42,7 @@ KNOWN_DEVICES = {
 TRAIN_IMAGES = 49_000
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 SUFFIX = re.compile(r"/(manual_time|real_time)$")
+VARIANT = re.compile(r"^v\d+$")
 
 
 class Bench:
@@ -67,6 +71,17 @@ class Bench:
         if parts and parts[-1].isdigit():
             parts = parts[:-1]
         return "/".join(parts)
+
+    @property
+    def variant(self):
+        """'v1' of a variant row (<backend>/<op>/v1/<batch>), else None."""
+        parts = self.op.split("/")
+        return parts[-1] if len(parts) > 1 and VARIANT.match(parts[-1]) else None
+
+    @property
+    def variant_op(self):
+        """The op a variant row times: conv2d_1/im2col of cuda/conv2d_1/im2col/v1/128."""
+        return self.op.rsplit("/", 1)[0] if self.variant else None
 
 
 class Run:
@@ -241,6 +256,8 @@ def cmd_floor(args):
     for b in run.benches:
         if b.batch != args.batch and b.op != "adam/update":
             continue
+        if b.variant:  # the variant rows time kernels inside the ops (see `variants`)
+            continue
         work.setdefault(b.op, b)
         if backend and b.backend == backend:
             measured[b.op] = b.seconds
@@ -270,6 +287,45 @@ def cmd_floor(args):
     if "train_step" in measured:
         print(f"measured: {fmt_time(steps * measured['train_step'])} per epoch"
               f" ({measured['train_step'] / total_floor:.1f}x the op-by-op floor)")
+
+
+def variant_key(v):
+    return int(v[1:]) if v[1:].isdigit() else 0
+
+
+def cmd_variants(args):
+    run = Run(args.run, args.stat)
+    rx = re.compile(args.filter) if args.filter else None
+    groups = {}
+    for b in run.benches:
+        if b.variant and (rx is None or rx.search(b.name)):
+            groups.setdefault((b.backend, b.variant_op, b.batch), []).append(b)
+    if not groups:
+        sys.exit(f"bench_report: no variant rows (<backend>/<op>/v<N>/<batch>) in {args.run}")
+    print_peaks(run, sorted({k[0] for k in groups}))
+    print()
+    rows, winners = [], []
+    for (backend, op, batch), benches in groups.items():
+        p = run.peak(backend)
+        base = next((b for b in benches if b.variant == "v0"), None)
+        ranked = sorted(benches, key=lambda b: (b.seconds, variant_key(b.variant)))
+        label = f"{backend}/{op}" + (f"/{batch}" if batch is not None else "")
+        for rank, b in enumerate(ranked, 1):
+            floor = max(b.flop / p[0], b.bytes / p[1]) if p else None
+            rows.append([label if rank == 1 else "", str(rank), b.variant, fmt_time(b.seconds),
+                         fmt_time(floor) if floor else "-",
+                         fmt_num(100 * floor / b.seconds, 2) if floor else "-",
+                         f"{base.seconds / b.seconds:.2f}x" if base else "-"])
+        best = ranked[0]
+        if base and best is not base and base.seconds / best.seconds > 1.05:
+            winners.append(f"{label}: {best.variant} ({base.seconds / best.seconds:.2f}x v0)")
+    print_table(["op", "rank", "variant", "time", "floor", "%roof", "vs v0"], rows)
+    print("\nfloor = max(FLOP / peak FLOP/s, bytes / peak B/s) of the row's own work;"
+          " %roof = floor / time; vs v0 = v0's time / this time.")
+    if winners:
+        print("faster than v0 by more than 5%: " + "; ".join(winners))
+    else:
+        print("no variant beats v0 by more than 5%")
 
 
 # --- roofline picture ---------------------------------------------------------------------------
@@ -501,9 +557,9 @@ def main(argv=None):
     r = sub.add_parser("roofline", help="a roofline picture as SVG")
     r.add_argument("run")
     r.add_argument("-o", "--output", required=True)
-    r.add_argument("--filter", default=r"/128$|/adam/",
-                   help="regular expression on the benchmark name (default: batch 128 and Adam;"
-                        " '.' for every benchmark)")
+    r.add_argument("--filter", default=r"^[^/]+/(?!.*/v\d+/)[^ ]*/128$|/adam/",
+                   help="regular expression on the benchmark name (default: batch 128 and Adam,"
+                        " not the variant rows; '.' for every benchmark)")
     r.add_argument("--title")
     r.add_argument("--width", type=int, default=1100)
     r.add_argument("--height", type=int, default=760)
@@ -523,7 +579,11 @@ def main(argv=None):
     f.add_argument("--peak-flops", type=float)
     f.add_argument("--peak-bw", type=float)
     f.set_defaults(func=cmd_floor)
-    for p in (t, r, c, f):
+    v = sub.add_parser("variants", help="the kernel variants of each op ranked against its floor")
+    v.add_argument("run")
+    v.add_argument("--filter", help="regular expression on the benchmark name")
+    v.set_defaults(func=cmd_variants)
+    for p in (t, r, c, f, v):
         p.add_argument("--stat", choices=("median", "min"), default="median",
                        help="with --benchmark_repetitions: the median of the repetitions' times"
                             " (default) or the fastest, e.g. on a shared machine")

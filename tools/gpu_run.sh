@@ -8,18 +8,20 @@
 #                                         3 epochs in TF32, the batch-128 benchmark rows, memcheck
 #                                         over the GPU op tests
 #   bash gpu-bundle/gpu_run.sh --pass 2   depth: what pass 1 found failing, again; racecheck and
-#                                         initcheck on our kernels; ours and PyTorch on this GPU in
-#                                         this call (eager, torch.compile), per epoch; the whole
-#                                         benchmark sweep
+#                                         initcheck on our kernels; every kernel variant timed
+#                                         side by side; ours and PyTorch on this GPU in this call
+#                                         (eager, torch.compile), per epoch; the whole benchmark
+#                                         sweep
 #
 # Every step has a time cap, and the pass a deadline (MG_DEADLINE_S, default 240 s) that clips the
 # caps, so the summary always comes, also when a step hangs or fails; a failed step does not stop
 # the others. Without a GPU (or with MG_ASSUME_NO_GPU=1) each GPU step says "no GPU" and is
-# skipped. Writes into $OUT (default gpu-bundle/out-pass<N>), at most 5 files:
+# skipped. Writes into $OUT (default gpu-bundle/out-pass<N>), at most 7 files:
 #   summary.txt  the table, printed last (and rewritten after every step)
 #   failed.txt   what failed, one per line, "step ID" or "test NAME"; pass 2 reruns the list in
 #                MG_RERUN_FILE, else gpu-bundle/rerun.txt, else pass 1's copy on this machine
 #   bench.json   bench_kernels' JSON, valid even when the step was cut off; bench.log its output
+#   variants.json, variants.log   the same for pass 2's kernel-variant rows
 #   logs.tar.gz  every step's log, the runs' metrics.json and history.csv, PyTorch's JSON
 # Exit status: 0 every step passed, 1 a step failed or timed out, 2 bad usage, 3 no GPU here.
 #
@@ -51,7 +53,8 @@ deadline="${MG_DEADLINE_S:-240}"
 reserve=10  # seconds kept after the last step for the summary and the logs' archive
 compile_mode="${MG_TORCH_COMPILE_MODE:-reduce-overhead}"
 mkdir -p "$out" || exit 2
-rm -f "$out/summary.txt" "$out/failed.txt" "$out/bench.json" "$out/bench.log" "$out/logs.tar.gz"
+rm -f "$out/summary.txt" "$out/failed.txt" "$out/bench.json" "$out/bench.log" "$out/logs.tar.gz" \
+  "$out/variants.json" "$out/variants.log"
 work="$(mktemp -d /tmp/mg-gpu.XXXXXX)"
 logs="$work/logs"
 runs="$work/runs"
@@ -289,9 +292,9 @@ sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sa
 # cuBLAS's and Thrust/CUB's kernels: racecheck and initcheck leave them out (their hazards are
 # theirs); memcheck checks them, since a bad argument of ours faults inside them.
 vendor_kernels='cublas|cutlass|gemm|gemv|xmma|splitK|cub|thrust'
-gpu_filter='Cuda.*:Grids/CudaOp.*:CudaErrors.*:CudaUsable.*:KernelMath.*'
-op_filter='Grids/CudaOp.*/FullGrid:Cuda.NetworkStepGradientsMatchTheCpu:Cuda.GraphReplay*:Cuda.DeviceBuffers*:Cuda.Gemm*:Cuda.TheFirstStep*'
-shared_memory_filter='Grids/CudaOp.Conv*/FullGrid:Grids/CudaOp.Dense*/FullGrid:Grids/CudaOp.Softmax*/FullGrid:Grids/CudaOp.Adam*/FullGrid:Grids/CudaOp.GatherAugmented*/FullGrid'
+gpu_filter='Cuda.*:Grids/CudaOp.*:GridsAndVariants/CudaVariantOp.*:CudaErrors.*:CudaUsable.*:KernelMath.*:KernelVariants.*'
+op_filter='Grids/CudaOp.*/FullGrid:GridsAndVariants/CudaVariantOp.*/FullGrid_v*:Cuda.NetworkStepGradientsMatchTheCpu:Cuda.GraphReplay*:Cuda.DeviceBuffers*:Cuda.Gemm*:Cuda.TheFirstStep*'
+shared_memory_filter='GridsAndVariants/CudaVariantOp.Conv*/FullGrid_v*:Grids/CudaOp.Dense*/FullGrid:Grids/CudaOp.Softmax*/FullGrid:Grids/CudaOp.Adam*/FullGrid:Grids/CudaOp.GatherAugmented*/FullGrid'
 write_summary
 echo "gpu_run pass $pass: $gpu_line"
 echo "gpu_run: ${lib_notes[*]}"
@@ -375,9 +378,10 @@ run_train() {
   note "$line; ${detail:0:120}"
 }
 
-# bench ID CAP FILTER: bench_kernels' CUDA rows into bench.json (salvaged if cut off), bench.log.
+# bench ID CAP FILTER [NAME]: bench_kernels' CUDA rows into NAME.json (salvaged if cut off) and
+# NAME.log, NAME bench unless given.
 run_bench() {
-  local id="$1" cap="$2" filter="$3"
+  local id="$1" cap="$2" filter="$3" name="${4:-bench}"
   wanted "$id" || return 0
   gpu "$id" "$cap" || return 0
   if [[ ! -x "$here/bin/bench_kernels" ]]; then
@@ -385,16 +389,16 @@ run_bench() {
     return 0
   fi
   # shellcheck disable=SC2086
-  step "$id" "$cap" "$out/bench.log" "${ours[@]}" "$here/bin/bench_kernels" \
-    --benchmark_filter="$filter" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
+  step "$id" "$cap" "$out/$name.log" "${ours[@]}" "$here/bin/bench_kernels" \
+    --benchmark_filter="$filter" --benchmark_out="$out/$name.json" --benchmark_out_format=json \
     ${MG_BENCH_ARGS:-}
   ((ran)) || return 0
-  report salvage "$out/bench.json" >"$work/salvage.txt"
+  report salvage "$out/$name.json" >"$work/salvage.txt"
   local line rc
-  line="$(report bench "$out/bench.json")"
+  line="$(report bench "$out/$name.json")"
   rc=$?
   grep -q 'cut off' "$work/salvage.txt" && line="$line; JSON salvaged after the cut"
-  grep -q '^0 benchmarks' <<<"$line" && line="$line; $(grep -v '^=== ' "$out/bench.log" | tail -n 1 | cut -c1-100)"
+  grep -q '^0 benchmarks' <<<"$line" && line="$line; $(grep -v '^=== ' "$out/$name.log" | tail -n 1 | cut -c1-100)"
   note "$line"
   ((rc != 0)) && fail_check "benchmark errors"
 }
@@ -453,6 +457,13 @@ compare() {
   write_summary
 }
 
+# bench_kernels' rows (names end in /manual_time): the ops of the step and the whole step at
+# batch 128, and at every batch, without the kernel-variant rows (cuda/<layer>/<kernel>/v<N>/128,
+# cuda/train_step/v<set>/128), which pass 2's bench-variants runs on their own.
+step_rows_128='^cuda/[^/]+/([^v/][^/]*/)?128/'
+step_rows_all='^cuda/[^/]+/([^v/][^/]*/)?[0-9]+/|^cuda/adam/'
+variant_rows='^cuda/.*/v[0-9]+/128/'
+
 # The steps a rerun may name, by id, with their pass 1 caps.
 run_step_by_id() {
   local id="$1"
@@ -463,11 +474,11 @@ run_step_by_id() {
     train-graph) run_train "$id" 40 graph-fp32 3 0.985 ;;
     train-eager) run_train "$id" 25 eager-fp32 1 - --no-cuda-graph ;;
     train-tf32) run_train "$id" 30 graph-tf32 3 0.985 --precision tf32 ;;
-    bench-128) run_bench "$id" 30 '^cuda/.*/128/' ;;
+    bench-128) run_bench "$id" 30 "$step_rows_128" ;;
     memcheck) run_sanitizer "$id" 45 memcheck "$op_filter" --leak-check full ;;
     racecheck) run_sanitizer "$id" 30 racecheck "$shared_memory_filter" \
       --kernel-name-exclude "regex=$vendor_kernels" ;;
-    initcheck) run_sanitizer "$id" 35 initcheck 'Grids/CudaOp.*/FullGrid:Cuda.NetworkStepGradientsMatchTheCpu' \
+    initcheck) run_sanitizer "$id" 35 initcheck 'Grids/CudaOp.*/FullGrid:GridsAndVariants/CudaVariantOp.*/FullGrid_v*:Cuda.NetworkStepGradientsMatchTheCpu' \
       --kernel-name-exclude "regex=$vendor_kernels" ;;
     *) record "$id" "not run" 0 0 "no step of that name" ;;
   esac
@@ -506,10 +517,13 @@ fi
 run_step_by_id racecheck
 run_step_by_id initcheck
 run_train ours-fp32 30 ours-fp32 3 0.985
+# Every kernel variant side by side, and the whole step with all at v0 and all at v1
+# (docs/performance.md, "Kernel variants"): variants.json, variants.log.
+run_bench bench-variants 30 "$variant_rows" variants
 run_torch torch-eager 40 torch-eager-fp32 --precision fp32
 run_torch torch-compiled 75 torch-compiled-fp32 --precision fp32 --compile --compile-mode "$compile_mode"
 compare
-run_bench bench-all 50 '^cuda/'
+run_bench bench-all 50 "$step_rows_all"
 # TF32 on both sides, when the deadline leaves room for both whole.
 if ((have_gpu && deadline - SECONDS - reserve >= 60)); then
   run_train ours-tf32 25 ours-tf32 3 - --precision tf32
