@@ -165,13 +165,13 @@ TEST(BatchNorm, VarianceIsStableForALargeOffsetInFloat) {
     mean += static_cast<double>(x[i]) / static_cast<double>(x.size());
   }
   double var = 0;
-  for (const float v : x) var += std::pow(static_cast<double>(v) - mean, 2) / x.size();
+  for (const float v : x) var += std::pow(static_cast<double>(v) - mean, 2) / static_cast<double>(x.size());
   std::vector<float> g(1, 1.0f), b(1, 0.0f), y(x.size()), mm(1, 0.0f), mv(1, 1.0f), sm(1), si(1);
   cpu::batchnorm_forward_training(x.data(), g.data(), b.data(), d, kMomentum, 0.0, mm.data(),
                                   mv.data(), y.data(), {sm.data(), si.data()});
   EXPECT_NEAR(1.0 / (static_cast<double>(si[0]) * si[0]), var, 1e-3 * var);
   double y_var = 0;
-  for (const float v : y) y_var += static_cast<double>(v) * v / y.size();
+  for (const float v : y) y_var += static_cast<double>(v) * v / static_cast<double>(y.size());
   EXPECT_NEAR(y_var, 1.0, 1e-3);  // normalized: unit variance
 }
 
