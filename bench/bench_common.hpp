@@ -118,6 +118,10 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
       case LayerKind::kRelu:
         be.relu_forward(l, n, x, y);
         break;
+      case LayerKind::kBatchNorm:
+        be.batchnorm_forward(l, n, x, p + l.weight_offset, p + l.bias_offset, p + l.stats_offset, y,
+                             net.batchnorm_saved(i), true);
+        break;
       case LayerKind::kDense:
         be.dense_forward(l, n, x, p + l.weight_offset, p + l.bias_offset, y);
         break;
@@ -141,6 +145,10 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
       break;
     case LayerKind::kRelu:
       be.relu_backward(l, n, y, dy, dx);
+      break;
+    case LayerKind::kBatchNorm:
+      be.batchnorm_backward(l, n, x, p + l.weight_offset, dy, net.batchnorm_saved(i), true, dx,
+                            gr + l.weight_offset, gr + l.bias_offset);
       break;
     case LayerKind::kDense:
       be.dense_backward(l, n, x, p + l.weight_offset, y, dy, dx, gr + l.weight_offset,

@@ -135,6 +135,12 @@ inline OpCost layer_cost(const Layer& l, int64_t n, Pass pass) {
       const double e = static_cast<double>(n) * static_cast<double>(l.in.size());
       return pass == Pass::kForward ? OpCost{e, 2 * kF32 * e} : OpCost{e, 3 * kF32 * e};
     }
+    case LayerKind::kBatchNorm: {
+      // Forward: two reads of x for the statistics, one to normalize, one write; backward: two
+      // reads of x and dy, one write of dx. About 3 and 8 flops per element.
+      const double e = static_cast<double>(n) * static_cast<double>(l.in.size());
+      return pass == Pass::kForward ? OpCost{5 * e, 4 * kF32 * e} : OpCost{8 * e, 5 * kF32 * e};
+    }
   }
   return {};
 }
@@ -144,6 +150,7 @@ inline bool has_backward(const Layer& l) {
   switch (l.kind) {
     case LayerKind::kConv2d:
     case LayerKind::kDense:
+    case LayerKind::kBatchNorm:
       return true;  // parameter gradients even without dx
     case LayerKind::kMaxPool:
     case LayerKind::kDropout:

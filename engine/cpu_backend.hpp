@@ -10,6 +10,7 @@
 
 #include "engine/adam.hpp"
 #include "engine/engine.hpp"
+#include "engine/cpu_batchnorm.hpp"
 #include "engine/cpu_ops.hpp"
 #include "engine/graph.hpp"
 #include "engine/network.hpp"
@@ -30,6 +31,9 @@ class CpuBackend {
 
   static cpu::ConvDims conv_dims(const Layer& l, int64_t n) {
     return {n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad};
+  }
+  static cpu::BatchNormDims bn_dims(const Layer& l, int64_t n) {
+    return {n, l.in.c, l.in.h * l.in.w};
   }
 
   // y = relu(conv(x, w) + b): im2col, one GEMM for the batch, one fused epilogue pass.
@@ -62,6 +66,26 @@ class CpuBackend {
 
   void relu_backward(const Layer& l, int64_t n, const T* y, const T* dy, T* dx) {
     cpu::relu_backward(y, dy, dx, n * l.in.size());
+  }
+
+  // Batch normalization (engine/cpu_batchnorm.hpp). stats: moving_mean [C] then moving_var [C],
+  // updated in training only; saved: the mean and inv_std the backward uses.
+  void batchnorm_forward(const Layer& l, int64_t n, const T* x, const T* gamma, const T* beta,
+                         T* stats, T* y, BatchNormScratch<T> saved, bool training) {
+    const cpu::BatchNormDims d = bn_dims(l, n);
+    if (training) {
+      cpu::batchnorm_forward_training(x, gamma, beta, d, kBatchNormMomentum, kBatchNormEpsilon,
+                                      stats, stats + d.c, y, {saved.mean, saved.inv_std});
+    } else {
+      cpu::batchnorm_forward_inference(x, gamma, beta, d, kBatchNormEpsilon, stats, stats + d.c, y,
+                                       {saved.mean, saved.inv_std});
+    }
+  }
+
+  void batchnorm_backward(const Layer& l, int64_t n, const T* x, const T* gamma, const T* dy,
+                          BatchNormScratch<T> saved, bool training, T* dx, T* dgamma, T* dbeta) {
+    cpu::batchnorm_backward(x, gamma, dy, bn_dims(l, n), saved.mean, saved.inv_std, training, dx,
+                            dgamma, dbeta);
   }
 
   void pool_forward(const Layer& l, int64_t n, const T* x, T* y, int32_t* argmax) {

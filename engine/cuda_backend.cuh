@@ -28,6 +28,7 @@
 #include "engine/precision.hpp"
 #include "kernels/adam.cuh"
 #include "kernels/batch.cuh"
+#include "kernels/batchnorm.cuh"
 #include "kernels/conv.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/dense.cuh"
@@ -124,6 +125,28 @@ class CudaBackend {
 
   void relu_backward(const Layer& l, int64_t n, const float* y, const float* dy, float* dx) {
     kern::relu_backward(y, dy, dx, n * l.in.size(), stream_);
+  }
+
+  // Batch normalization (kernels/batchnorm.cuh). stats: moving_mean [C] then moving_var [C], updated
+  // on the device in training (inside a captured step too).
+  void batchnorm_forward(const Layer& l, int64_t n, const float* x, const float* gamma,
+                         const float* beta, float* stats, float* y, BatchNormScratch<float> saved,
+                         bool training) {
+    const kern::BatchNormShape d = bn_shape(l, n);
+    if (training) {
+      kern::batchnorm_forward_training(x, gamma, beta, d, kBatchNormMomentum, kBatchNormEpsilon,
+                                       stats, stats + d.c, y, saved.mean, saved.inv_std, stream_);
+    } else {
+      kern::batchnorm_forward_inference(x, gamma, beta, d, kBatchNormEpsilon, stats, stats + d.c, y,
+                                        saved.mean, saved.inv_std, stream_);
+    }
+  }
+
+  void batchnorm_backward(const Layer& l, int64_t n, const float* x, const float* gamma,
+                          const float* dy, BatchNormScratch<float> saved, bool training, float* dx,
+                          float* dgamma, float* dbeta) {
+    kern::batchnorm_backward(x, gamma, dy, bn_shape(l, n), saved.mean, saved.inv_std, training, dx,
+                             dgamma, dbeta, stream_);
   }
 
   void pool_forward(const Layer& l, int64_t n, const float* x, float* y, int32_t* argmax) {
@@ -300,6 +323,9 @@ class CudaBackend {
   }
   static kern::ConvDims conv_dims(const Layer& l, int64_t n) {
     return {n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad};
+  }
+  static kern::BatchNormShape bn_shape(const Layer& l, int64_t n) {
+    return {n, l.in.c, l.in.h * l.in.w};
   }
   static kern::PoolDims pool_dims(const Layer& l, int64_t n) {
     return {n * l.in.c, l.in.h, l.in.w};

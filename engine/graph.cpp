@@ -22,7 +22,7 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
   g.spec_ = spec;
   g.input_ = input;
   g.classes_ = classes;
-  int n_conv = 0, n_pool = 0, n_drop = 0, n_flat = 0, n_dense = 0, n_relu = 0;
+  int n_conv = 0, n_pool = 0, n_drop = 0, n_flat = 0, n_dense = 0, n_relu = 0, n_bn = 0;
   Shape cur = input;
   int64_t params = 0;
 
@@ -45,6 +45,11 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
         break;
       }
       case LayerKind::kRelu: layer.out = cur; break;
+      case LayerKind::kBatchNorm:
+        layer.out = cur;
+        layer.weight_size = cur.c;  // gamma; beta below; moving statistics in the tail
+        layer.stats_size = 2 * cur.c;
+        break;
       case LayerKind::kMaxPool:
         if (cur.h < 2 || cur.w < 2) {
           throw SpecError("model spec: '" + layer.name + "' would pool a " +
@@ -103,6 +108,7 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
         layer.name = keras_name("re_lu", n_relu);
         layer.relu = true;
         break;
+      case LayerKind::kBatchNorm: layer.name = keras_name("batch_normalization", n_bn); break;
     }
     add(std::move(layer));
   }
@@ -112,6 +118,13 @@ Graph Graph::build(const ModelSpec& spec, Shape input, int classes) {
   head.out = {classes, 1, 1};
   head.relu = false;  // softmax lives in the loss
   add(std::move(head));
+  g.trainable_count_ = params;
+  for (Layer& l : g.layers_) {  // the non-trainable tail, after every trainable parameter
+    if (l.stats_size == 0) continue;
+    l.stats_offset = params;
+    params += l.stats_size;
+  }
+  if (params > kMaxParams) throw SpecError("model spec: more than 2^28 parameters");
   g.param_count_ = params;
   return g;
 }

@@ -120,9 +120,12 @@ ModelSpec ModelSpec::parse(std::string_view text) {
       spec.layers.push_back(l);
     } else if (token == "relu") {
       spec.layers.push_back({LayerKind::kRelu, 0, 0.0f});
+    } else if (token == "bn") {
+      spec.layers.push_back({LayerKind::kBatchNorm, 0, 0.0f});
     } else {
       fail(token,
-           "unknown layer (use conv<F>[k<K>][v][n], pool, drop<R>, flatten, dense<U>[n], relu)");
+           "unknown layer (use conv<F>[k<K>][v][n], pool, drop<R>, flatten, dense<U>[n], relu, "
+           "bn)");
     }
   }
   if (!flat) spec.layers.push_back({LayerKind::kFlatten, 0, 0.0f});
@@ -148,6 +151,7 @@ std::string ModelSpec::to_string() const {
       case LayerKind::kFlatten: out << "flatten"; break;
       case LayerKind::kDense: out << "dense" << l.units << (l.relu ? "" : "n"); break;
       case LayerKind::kRelu: out << "relu"; break;
+      case LayerKind::kBatchNorm: out << "bn"; break;
     }
   }
   return out.str();

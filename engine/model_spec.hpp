@@ -10,6 +10,8 @@
 // flatten   Flatten in NCHW order (added before the first dense layer when not written)
 // dense<U>  Dense(U) + ReLU; dense<U>n without the activation
 // relu      ReLU as a layer of its own (Keras' ReLU layer)
+// bn        BatchNormalization over channels (after a conv: per channel over N, H, W; after a
+//           dense: per unit), Keras' defaults: momentum 0.99, epsilon 1e-3
 // The classifier, Dense(classes) + softmax, always ends the model and is not written.
 #pragma once
 
@@ -24,7 +26,7 @@ class SpecError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class LayerKind { kConv2d, kMaxPool, kDropout, kFlatten, kDense, kRelu };
+enum class LayerKind { kConv2d, kMaxPool, kDropout, kFlatten, kDense, kRelu, kBatchNorm };
 
 struct LayerSpec {
   LayerKind kind;

@@ -12,7 +12,7 @@
 //   template <class U> using Buffer;    owning, zero-filled, .data()
 //   template <class U> Buffer<U> alloc(int64_t count);
 //   layer ops: conv_forward/backward, pool_forward/backward, dropout_forward/backward,
-//              dense_forward/backward, copy
+//              dense_forward/backward, relu_forward/backward, batchnorm_forward/backward, copy
 //   softmax_xent, softmax, adam, l2_penalty, gather, gather_augmented, end_step, advance_cursor
 //   (see CpuBackend for the exact signatures)
 #pragma once
@@ -41,6 +41,13 @@ template <class T>
 struct ConvScratch {
   T* col;  // im2col matrix of this layer's input, [c_in * 9, n * h * w]
   T* tmp;  // shared: the GEMM's channel-major output, or the permuted output gradient
+};
+
+// Per batch-normalization layer: what its forward normalized with, per channel, for its backward.
+template <class T>
+struct BatchNormScratch {
+  T* mean;     // [C]
+  T* inv_std;  // [C], 1 / sqrt(var + epsilon)
 };
 
 template <class Backend>
@@ -126,6 +133,10 @@ class Network {
   T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
   T* activation_grad(size_t i) { return dact_[i]; }
   int32_t* pool_argmax(size_t layer) { return argmax_[layer]; }  // null unless a pool layer
+  BatchNormScratch<T> batchnorm_saved(size_t layer) {  // null pointers unless a BN layer
+    return {bn_saved_[layer], bn_saved_[layer] ? bn_saved_[layer] + graph_.layers()[layer].out.c
+                                               : nullptr};
+  }
 
   // Forward through every layer for a batch of n already in input(). Dropout is active only in
   // training, keyed by the step counter.
@@ -150,6 +161,11 @@ class Network {
           break;
         case LayerKind::kFlatten: break;  // y aliases x
         case LayerKind::kRelu: be_.relu_forward(l, n, x, y); break;
+        case LayerKind::kBatchNorm:
+          // Training: batch statistics, and the moving ones updated here, on the device.
+          be_.batchnorm_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset,
+                                params() + l.stats_offset, y, batchnorm_saved(i), training);
+          break;
         case LayerKind::kDense:
           be_.dense_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y);
           break;
@@ -166,7 +182,7 @@ class Network {
   // gradient added to grads() (call after backward(), which overwrites them). Nothing when l2 = 0.
   void regularize(int64_t n, bool with_grad) {
     if (l2_ == 0) return;
-    be_.l2_penalty(params(), with_grad ? grads() : nullptr, kernel_mask(), graph_.param_count(), l2_,
+    be_.l2_penalty(params(), with_grad ? grads() : nullptr, kernel_mask(), graph_.trainable_count(), l2_,
                    n, metric_sums());
   }
 
@@ -201,6 +217,10 @@ class Network {
         case LayerKind::kRelu:
           if (dx) be_.relu_backward(l, n, y, dy, dx);
           break;
+        case LayerKind::kBatchNorm:
+          be_.batchnorm_backward(l, n, x, params() + l.weight_offset, dy, batchnorm_saved(i),
+                                 training, dx, grads() + l.weight_offset, grads() + l.bias_offset);
+          break;
         case LayerKind::kDense:
           be_.dense_backward(l, n, x, params() + l.weight_offset, y, dy, dx,
                              grads() + l.weight_offset, grads() + l.bias_offset);
@@ -230,8 +250,10 @@ class Network {
     backward(n, false, input_grad);
   }
 
+  // Over the trainable prefix of the flat buffer only: the moving statistics of the tail are not
+  // trained (their gradients and moments stay zero).
   void adam_update() {
-    be_.adam(params(), grads(), adam_m(), adam_v(), graph_.param_count(), adam_, lr_.data(),
+    be_.adam(params(), grads(), adam_m(), adam_v(), graph_.trainable_count(), adam_, lr_.data(),
              weight_decay_.data(), kernel_mask(), counters());
   }
 
@@ -274,7 +296,7 @@ class Network {
     const size_t L = layers.size();
     // Offsets into one arena: act[0] is the input, act[i+1] the output of layer i; flatten aliases.
     std::vector<int64_t> act_off(L + 1), grad_off(L + 1, -1);
-    int64_t total = 0, col_total = 0, tmp = 0, arg_total = 0;
+    int64_t total = 0, col_total = 0, tmp = 0, arg_total = 0, bn_total = 0;
     std::vector<int64_t> col_off(L, -1);
     act_off[0] = total;
     total += max_batch_ * graph_.input().size();
@@ -292,6 +314,7 @@ class Network {
         tmp = std::max(tmp, max_batch_ * l.out.size());
       }
       if (l.kind == LayerKind::kMaxPool) arg_total += max_batch_ * l.out.size();
+      if (l.kind == LayerKind::kBatchNorm) bn_total += 2 * l.out.c;
     }
     // Gradients: every activation but the input, which no layer needs.
     for (size_t i = 1; i <= L; ++i) {
@@ -306,16 +329,24 @@ class Network {
     col_arena_ = be_.template alloc<T>(std::max<int64_t>(col_total, 1));
     tmp_ = be_.template alloc<T>(std::max<int64_t>(tmp, 1));
     argmax_arena_ = be_.template alloc<int32_t>(std::max<int64_t>(arg_total, 1));
+    bn_arena_ = be_.template alloc<T>(std::max<int64_t>(bn_total, 1));
     act_.assign(L + 1, nullptr);
     dact_.assign(L + 1, nullptr);
     argmax_.assign(L, nullptr);
     col_.assign(L, nullptr);
+    bn_saved_.assign(L, nullptr);
     for (size_t i = 0; i <= L; ++i) {
       act_[i] = arena_.data() + act_off[i];
       if (grad_off[i] >= 0) dact_[i] = arena_.data() + grad_off[i];
     }
     for (size_t i = 0; i < L; ++i) {
       if (col_off[i] >= 0) col_[i] = col_arena_.data() + col_off[i];
+    }
+    int64_t bn = 0;
+    for (size_t i = 0; i < L; ++i) {
+      if (layers[i].kind != LayerKind::kBatchNorm) continue;
+      bn_saved_[i] = bn_arena_.data() + bn;
+      bn += 2 * layers[i].out.c;
     }
     int64_t arg = 0;
     for (size_t i = 0; i < L; ++i) {
@@ -332,7 +363,7 @@ class Network {
   AdamConfig adam_;
   AugmentConfig augment_;
   double l2_ = 0;
-  Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_;
+  Buffer<T> params_, grads_, m_, v_, arena_, col_arena_, tmp_, bn_arena_;
   Buffer<int32_t> labels_, argmax_arena_;
   Buffer<uint8_t> kernel_mask_;
   Buffer<int64_t> counters_;
@@ -341,6 +372,7 @@ class Network {
   std::vector<T*> act_, dact_;
   std::vector<int32_t*> argmax_;
   std::vector<T*> col_;
+  std::vector<T*> bn_saved_;
 };
 
 }  // namespace mg

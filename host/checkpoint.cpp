@@ -46,15 +46,21 @@ std::string errno_text(int err) { return std::generic_category().message(err); }
 struct Slot {
   std::string name;
   std::vector<int64_t> shape;
-  int buffer = 0;  // 0 params, 1 adam_m, 2 adam_v, 3 early stopping's best parameters
+  int buffer = 0;  // 0 params, 1 adam_m, 2 adam_v, 3 early stopping's best parameters,
+                   // 4 a BN layer's num_batches_tracked (int64, derived from the step)
   int64_t offset = 0, size = 0;
+  bool int64() const { return buffer == kCountBuffer; }
+  uint64_t bytes() const { return static_cast<uint64_t>(size) * (int64() ? 8 : 4); }
+  static constexpr int kCountBuffer = 4;
 };
 
 constexpr std::array<const char*, 4> kBufferPrefix = {"", "optimizer.adam_m.", "optimizer.adam_v.",
                                                      "early_stopping.best."};
 
-// Model tensors in graph order (weight, bias per layer), which is also the flat buffer's order,
-// then the same names for each Adam moment, then for early stopping's best parameters.
+// Model tensors in graph order (weight, bias per layer; a BN layer's running_mean, running_var
+// and num_batches_tracked after them, as PyTorch's state_dict has them), then the Adam moments of
+// the trainable ones (the moving statistics are not trained), then early stopping's best
+// parameters (the moving statistics included).
 std::vector<Slot> tensor_slots(const Graph& g, bool optimizer, bool restore) {
   std::vector<Slot> slots;
   for (int b = 0; b < 4; ++b) {
@@ -63,15 +69,46 @@ std::vector<Slot> tensor_slots(const Graph& g, bool optimizer, bool restore) {
     for (const Layer& l : g.layers()) {
       if (!l.has_params()) continue;
       const std::vector<int64_t> weight_shape =
-          l.kind == LayerKind::kConv2d ? std::vector<int64_t>{l.out.c, l.in.c, l.kernel, l.kernel}
-                                       : std::vector<int64_t>{l.out.c, l.in.size()};
+          l.kind == LayerKind::kConv2d  ? std::vector<int64_t>{l.out.c, l.in.c, l.kernel, l.kernel}
+          : l.kind == LayerKind::kDense ? std::vector<int64_t>{l.out.c, l.in.size()}
+                                        : std::vector<int64_t>{l.weight_size};
       slots.push_back(
           {kBufferPrefix[b] + l.name + ".weight", weight_shape, b, l.weight_offset, l.weight_size});
       slots.push_back(
           {kBufferPrefix[b] + l.name + ".bias", {l.bias_size}, b, l.bias_offset, l.bias_size});
+      if (l.stats_size == 0 || b == 1 || b == 2) continue;
+      const int64_t c = l.stats_size / 2;
+      slots.push_back({kBufferPrefix[b] + l.name + ".running_mean", {c}, b, l.stats_offset, c});
+      slots.push_back({kBufferPrefix[b] + l.name + ".running_var", {c}, b, l.stats_offset + c, c});
+      if (b == 0) {
+        slots.push_back({l.name + ".num_batches_tracked", {}, Slot::kCountBuffer, 0, 1});
+      }
     }
   }
   return slots;
+}
+
+// Where each buffer starts in the data section, in the order save_checkpoint writes them: the
+// parameters, the num_batches_tracked counts, the Adam moments (trainable prefix), the best
+// parameters.
+struct Layout {
+  std::array<uint64_t, 5> base{};
+  uint64_t end = 0;
+};
+
+Layout data_layout(const Graph& g, bool optimizer, bool restore) {
+  const auto p = static_cast<uint64_t>(g.param_count()) * 4;
+  const auto t = static_cast<uint64_t>(g.trainable_count()) * 4;
+  uint64_t counts = 0;
+  for (const Layer& l : g.layers()) counts += l.stats_size > 0 ? 8 : 0;
+  Layout out;
+  out.base[0] = 0;
+  out.base[Slot::kCountBuffer] = p;
+  out.base[1] = p + counts;
+  out.base[2] = out.base[1] + (optimizer ? t : 0);
+  out.base[3] = out.base[2] + (optimizer ? t : 0);
+  out.end = out.base[3] + (restore ? p : 0);
+  return out;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -104,7 +141,7 @@ std::string json_text(const json& j) {
 // --- save ----------------------------------------------------------------------------------------
 
 std::string header_json(const fs::path& path, const Graph& graph, const CheckpointMeta& meta,
-                        int64_t step, const std::vector<Slot>& slots) {
+                        int64_t step, const std::vector<Slot>& slots, const Layout& layout) {
   json header = json::object();
   json md = json::object();
   md["format"] = std::string(kCheckpointFormat);
@@ -137,11 +174,13 @@ std::string header_json(const fs::path& path, const Graph& graph, const Checkpoi
     if (p.l2_sum != 0) md["epoch_l2_sum"] = double_text(p.l2_sum);
   }
   header["__metadata__"] = std::move(md);
-  uint64_t begin = 0;
+  uint64_t count_index = 0;
   for (const Slot& s : slots) {
-    const uint64_t end = begin + static_cast<uint64_t>(s.size) * 4;
-    header[s.name] = {{"dtype", "F32"}, {"shape", s.shape}, {"data_offsets", {begin, end}}};
-    begin = end;
+    const uint64_t begin = layout.base[s.buffer] +
+                           (s.int64() ? 8 * count_index++ : static_cast<uint64_t>(s.offset) * 4);
+    header[s.name] = {{"dtype", s.int64() ? "I64" : "F32"},
+                      {"shape", s.shape},
+                      {"data_offsets", {begin, begin + s.bytes()}}};
   }
   try {
     std::string text = header.dump();
@@ -342,7 +381,8 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
                    " best parameters; the model has " + std::to_string(n));
   }
   const std::vector<Slot> slots = tensor_slots(graph, optimizer, !restore.empty());
-  const std::string header = header_json(path, graph, meta, state.step, slots);
+  const Layout layout = data_layout(graph, optimizer, !restore.empty());
+  const std::string header = header_json(path, graph, meta, state.step, slots, layout);
   std::array<unsigned char, 8> length{};
   for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
@@ -350,9 +390,15 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
     AtomicFile file(path);
     file.write(length.data(), length.size());
     file.write(header);
-    // The slots of each buffer cover it in order, so each buffer is one contiguous write.
-    for (const auto* buf : {&state.params, &state.adam_m, &state.adam_v}) {
-      if (!buf->empty()) file.write(buf->data(), buf->size() * sizeof(float));
+    // As data_layout() places them: each buffer is one contiguous write. PyTorch counts a BN
+    // layer's training batches; here every training step is one, so the count is the step.
+    file.write(state.params.data(), state.params.size() * sizeof(float));
+    for (const Layer& l : graph.layers()) {
+      if (l.stats_size > 0) file.write(&state.step, sizeof(state.step));
+    }
+    const auto trainable = static_cast<size_t>(graph.trainable_count());
+    for (const auto* buf : {&state.adam_m, &state.adam_v}) {
+      if (!buf->empty()) file.write(buf->data(), trainable * sizeof(float));
     }
     if (!restore.empty()) file.write(restore.data(), restore.size() * sizeof(float));
     file.commit();
@@ -427,9 +473,9 @@ Checkpoint load_checkpoint(const fs::path& path) {
     if (!t.is_object()) fail(path, what + " is not a JSON object");
     const auto dtype = t.find("dtype");
     if (dtype == t.end() || !dtype->is_string()) fail(path, what + " has no dtype");
-    if (*dtype != "F32") {
-      fail(path,
-           what + " has dtype " + json_text(*dtype) + "; mnist_gpu checkpoints hold F32 only");
+    if (*dtype != (s.int64() ? "I64" : "F32")) {
+      fail(path, what + " has dtype " + json_text(*dtype) +
+                     (s.int64() ? "; a batch count is I64" : "; mnist_gpu's tensors are F32"));
     }
     const auto shape = t.find("shape");
     if (shape == t.end() || !shape->is_array()) fail(path, what + " has no shape");
@@ -454,9 +500,9 @@ Checkpoint load_checkpoint(const fs::path& path) {
       fail(path, what + " " + range + " lie outside the data section (" +
                      std::to_string(data_size) + " bytes)");
     }
-    if (end - begin != static_cast<uint64_t>(s.size) * 4) {
+    if (end - begin != s.bytes()) {
       fail(path, what + " " + range + " hold " + std::to_string(end - begin) + " bytes; shape " +
-                     shape_text(s.shape) + " needs " + std::to_string(s.size * 4));
+                     shape_text(s.shape) + " needs " + std::to_string(s.bytes()));
     }
     found.push_back({&s, begin, end});
   }
@@ -497,6 +543,15 @@ Checkpoint load_checkpoint(const fs::path& path) {
   }
   for (const Found& f : found) {
     in.seekg(static_cast<std::streamoff>(8 + header_size + f.begin));
+    if (f.slot->int64()) {
+      // Derived from the step on save; only checked here (PyTorch's own count may differ).
+      int64_t count = 0;
+      if (!in.read(reinterpret_cast<char*>(&count), sizeof(count))) {
+        fail(path, "read failed for tensor '" + f.slot->name + "' (file truncated while reading?)");
+      }
+      if (count < 0) fail(path, "tensor '" + f.slot->name + "' is negative");
+      continue;
+    }
     float* dst = buffers[f.slot->buffer]->data() + f.slot->offset;
     if (!in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(f.end - f.begin))) {
       fail(path, "read failed for tensor '" + f.slot->name + "' (file truncated while reading?)");

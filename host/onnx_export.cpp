@@ -55,6 +55,7 @@ class OnnxBuilder {
       case LayerKind::kFlatten: flatten(l.name); break;
       case LayerKind::kDense: dense(l); break;
       case LayerKind::kRelu: break;  // l.relu: the Relu node below
+      case LayerKind::kBatchNorm: batch_norm(l); break;
     }
     if (l.relu) relu(l.name);
     if (is_classifier) softmax(l.name);
@@ -93,6 +94,22 @@ class OnnxBuilder {
     onnx::NodeProto* n =
         node("Gemm", l.name, {current_, weight(l, {l.out.c, l.in.size()}), bias(l)});
     set_int(n, "transB", 1);
+  }
+
+  // Inference: the moving statistics (ONNX's input_mean / input_var), epsilon 1e-3; over the
+  // channels of an NCHW map, or the units of a flat [N, C] tensor.
+  void batch_norm(const Layer& l) {
+    const int64_t c = l.out.c;
+    onnx::NodeProto* n =
+        node("BatchNormalization", l.name,
+             {current_, initializer(l.name + ".weight", {c}, l.weight_offset, c),
+              initializer(l.name + ".bias", {c}, l.bias_offset, c),
+              initializer(l.name + ".running_mean", {c}, l.stats_offset, c),
+              initializer(l.name + ".running_var", {c}, l.stats_offset + c, c)});
+    onnx::AttributeProto* a = n->add_attribute();
+    a->set_name("epsilon");
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(static_cast<float>(kBatchNormEpsilon));
   }
 
   void relu(const std::string& name) { node("Relu", name + "/relu", {current_}); }

@@ -34,6 +34,8 @@ const char* keras_type(LayerKind kind) {
       return "Dense";
     case LayerKind::kRelu:
       return "ReLU";
+    case LayerKind::kBatchNorm:
+      return "BatchNormalization";
   }
   return "Layer";
 }
@@ -176,8 +178,8 @@ std::string metrics_json(const RunReport& r, const Derived& d) {
   j["precision"] = r.precision;
   j["model"] = {{"spec", r.spec.empty() ? r.graph->spec().to_string() : r.spec},
                 {"param_count", r.graph->param_count()},
-                {"trainable_params", r.graph->param_count()},
-                {"non_trainable_params", 0},
+                {"trainable_params", r.graph->trainable_count()},
+                {"non_trainable_params", r.graph->param_count() - r.graph->trainable_count()},
                 {"layers", layers}};
   j["seed"] = r.seed;
   j["batch_size"] = r.batch_size;
@@ -476,6 +478,11 @@ std::string report_html(const RunReport& r, const Derived& d, const Svgs& s) {
     h += row({xml_escape(sr.layer), keras_shape(sr.output_shape), format_thousands(sr.params)});
   }
   h += row({"Total params", "", format_thousands(r.graph->param_count())}, "total");
+  if (r.graph->trainable_count() != r.graph->param_count()) {
+    h += row({"Non-trainable params", "",
+              format_thousands(r.graph->param_count() - r.graph->trainable_count())},
+             "total");
+  }
   h += "</table>\n</div><div>\n<table>\n<tr><th>Setting</th><th>Value</th></tr>\n";
   std::string spec_breakable;  // line breaks after commas only
   for (const char c : xml_escape(spec))
@@ -547,7 +554,7 @@ std::vector<SummaryRow> model_summary_rows(const Graph& graph) {
     row.layer = layer.name + " (" + keras_type(layer.kind) + ")";
     row.output_shape = flat ? std::vector<int64_t>{layer.out.size()}
                             : std::vector<int64_t>{layer.out.h, layer.out.w, layer.out.c};
-    row.params = layer.weight_size + layer.bias_size;
+    row.params = layer.param_count();
     rows.push_back(std::move(row));
   }
   return rows;
@@ -571,8 +578,10 @@ std::string model_summary(const Graph& graph) {
   }
   out += std::string(width, '=') + "\n";
   out += "Total params: " + format_thousands(graph.param_count()) + "\n";
-  out += "Trainable params: " + format_thousands(graph.param_count()) + "\n";
-  out += "Non-trainable params: 0\n" + std::string(width, '_') + "\n";
+  out += "Trainable params: " + format_thousands(graph.trainable_count()) + "\n";
+  out += "Non-trainable params: " +
+         format_thousands(graph.param_count() - graph.trainable_count()) + "\n" +
+         std::string(width, '_') + "\n";
   return out;
 }
 

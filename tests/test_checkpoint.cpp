@@ -812,5 +812,67 @@ TEST(Checkpoint, PyTorchLoadsKernelSizesPaddingsAndReluLayers) {
       0.13f);
 }
 
+// Batch normalization (conv-BN-ReLU blocks): PyTorch's BatchNorm2d names (weight, bias,
+// running_mean, running_var, num_batches_tracked) under Keras' layer names, the running statistics
+// mnist_gpu trained, and the same predictions in eval mode.
+TEST(Checkpoint, PyTorchLoadsBatchNormalizationAndPredictsTheSame) {
+  auto bn = [](const std::string& l) {
+    return std::vector<std::string>{l + ".weight", l + ".bias", l + ".running_mean",
+                                    l + ".running_var", l + ".num_batches_tracked"};
+  };
+  json keys = json::array({"conv2d.weight", "conv2d.bias"});
+  for (const auto& k : bn("batch_normalization")) keys.push_back(k);
+  keys.push_back("conv2d_1.weight");
+  keys.push_back("conv2d_1.bias");
+  for (const auto& k : bn("batch_normalization_1")) keys.push_back(k);
+  for (const char* k : {"dense.weight", "dense.bias", "dense_1.weight", "dense_1.bias"})
+    keys.push_back(k);
+  expect_torch_predicts_the_same(
+      "conv32n,bn,relu,pool,conv64k5n,bn,relu,pool,drop0.25,flatten,dense128,drop0.5", keys, 0.13f);
+}
+
+// The BN tensors in the file: float32 running statistics beside gamma and beta, an int64
+// num_batches_tracked equal to the step, Adam moments for gamma and beta only; all read back.
+TEST(Checkpoint, BatchNormTensorsHaveTorchDtypesAndRoundTrip) {
+  TempDir dir;
+  const Graph g = Graph::build(ModelSpec::parse("conv4n,bn,relu,pool,dense8n,bn"));
+  TrainingState s = random_state(g, 7);
+  for (int64_t i = g.trainable_count(); i < g.param_count(); ++i) {
+    s.adam_m[static_cast<size_t>(i)] = s.adam_v[static_cast<size_t>(i)] = 0.0f;  // never trained
+  }
+  save_checkpoint(dir / "bn.safetensors", g, s, meta_for(g));
+  const std::string bytes = read_bytes(dir / "bn.safetensors");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+  const json header = json::parse(bytes.substr(8, n));
+  const json& count = header.at("batch_normalization.num_batches_tracked");
+  EXPECT_EQ(count.at("dtype"), "I64");
+  EXPECT_EQ(count.at("shape"), json::array());
+  const auto begin = count.at("data_offsets")[0].get<uint64_t>();
+  int64_t value = 0;
+  std::memcpy(&value, bytes.data() + 8 + n + begin, 8);
+  EXPECT_EQ(value, s.step);
+  EXPECT_EQ(header.at("batch_normalization_1.running_var").at("shape"), json::array({8}));
+  EXPECT_EQ(header.at("batch_normalization.running_mean").at("dtype"), "F32");
+  EXPECT_TRUE(header.contains("optimizer.adam_m.batch_normalization.weight"));
+  EXPECT_FALSE(header.contains("optimizer.adam_m.batch_normalization.running_mean"));
+  const Checkpoint ck = load_checkpoint(dir / "bn.safetensors");
+  EXPECT_EQ(ck.state.params, s.params);
+  EXPECT_EQ(ck.state.adam_m, s.adam_m);
+  EXPECT_EQ(ck.state.adam_v, s.adam_v);
+  // A count stored as F32 is refused, naming the tensor.
+  std::string bad = bytes;
+  const size_t at = bad.find("\"I64\"");
+  ASSERT_NE(at, std::string::npos);
+  bad.replace(at, 5, "\"F32\"");
+  write_bytes(dir / "bad.safetensors", bad);
+  try {
+    load_checkpoint(dir / "bad.safetensors");
+    ADD_FAILURE() << "accepted an F32 batch count";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("num_batches_tracked"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace mg

@@ -391,6 +391,91 @@ TEST_P(CudaOp, ReluLayerMatchesTheCpuExactly) {
   EXPECT_LT(open, count);
 }
 
+Layer batchnorm_layer(int64_t c, int64_t h, int64_t w) {
+  Layer l;
+  l.kind = LayerKind::kBatchNorm;
+  l.in = l.out = {c, h, w};
+  l.weight_size = l.bias_size = c;
+  l.stats_size = 2 * c;
+  return l;
+}
+
+// Forward (training and inference) and backward against CpuBackend<double> on the same float
+// inputs: the per-channel sums are in double on both sides, so only float32 element roundings
+// differ (expect_close's bound). After a conv (h x w maps, up to the seed model's 32 channels),
+// after a dense layer (1 x 1), batches of 1, 2 and odd sizes; a dense batch of one sample gives
+// beta exactly and no NaN. Run twice, the GPU's results are the same bit for bit.
+TEST_P(CudaOp, BatchNormMatchesTheCpu) {
+  struct Case {
+    int64_t n, c, h, w;
+  };
+  uint64_t seed = 400;
+  for (const Case& c : {Case{2, 3, 3, 4}, Case{3, 5, 1, 1}, Case{1, 4, 1, 1}, Case{1, 4, 3, 3},
+                        Case{5, 32, 14, 14}, Case{7, 33, 1, 1}}) {
+    for (const bool training : {true, false}) {
+      SCOPED_TRACE("n=" + std::to_string(c.n) + " c=" + std::to_string(c.c) + " h=" +
+                   std::to_string(c.h) + " training=" + std::to_string(training));
+      const Layer l = batchnorm_layer(c.c, c.h, c.w);
+      const int64_t count = c.n * l.in.size();
+      const Floats x = random_floats(count, ++seed, -1.0, 3.0);
+      const Floats dy = random_floats(count, ++seed);
+      const Floats gamma = random_floats(c.c, ++seed, 0.5, 1.5), beta = random_floats(c.c, ++seed);
+      Floats stats = random_floats(c.c, ++seed);
+      const Floats var = random_floats(c.c, ++seed, 0.5, 2.0);
+      stats.insert(stats.end(), var.begin(), var.end());
+      CudaBackend be;
+      auto gx = device_copy(be, x), gdy = device_copy(be, dy), gg = device_copy(be, gamma),
+           gb = device_copy(be, beta);
+      std::vector<Floats> runs;
+      for (int run = 0; run < 2; ++run) {
+        auto gstats = device_copy(be, stats);
+        auto gy = poisoned(be, count), gdx = poisoned(be, count), gsaved = poisoned(be, 2 * c.c),
+             gdg = poisoned(be, c.c), gdb = poisoned(be, c.c);
+        const BatchNormScratch<float> saved{gsaved.data(), gsaved.data() + c.c};
+        be.batchnorm_forward(l, c.n, gx.data(), gg.data(), gb.data(), gstats.data(), gy.data(),
+                             saved, training);
+        be.batchnorm_backward(l, c.n, gx.data(), gg.data(), gdy.data(), saved, training,
+                              gdx.data(), gdg.data(), gdb.data());
+        Floats all = host_copy(be, gy.data(), count);
+        for (const auto& [ptr, size] : {std::pair{gdx.data(), count}, std::pair{gdg.data(), c.c},
+                                        std::pair{gdb.data(), c.c},
+                                        std::pair{gstats.data(), 2 * c.c},
+                                        std::pair{gsaved.data(), 2 * c.c}}) {
+          const Floats part = host_copy(be, static_cast<const float*>(ptr), size);
+          all.insert(all.end(), part.begin(), part.end());
+        }
+        runs.push_back(std::move(all));
+      }
+      EXPECT_EQ(runs[0], runs[1]) << "the reductions must be deterministic";
+
+      CpuBackend<double> ref;
+      Doubles xd = widen(x), dyd = widen(dy), gd = widen(gamma), bd = widen(beta),
+              sd = widen(stats), y(static_cast<size_t>(count)), dx(static_cast<size_t>(count)),
+              dg(static_cast<size_t>(c.c)), db(static_cast<size_t>(c.c)),
+              sv(static_cast<size_t>(2 * c.c));
+      const BatchNormScratch<double> rs{sv.data(), sv.data() + c.c};
+      ref.batchnorm_forward(l, c.n, xd.data(), gd.data(), bd.data(), sd.data(), y.data(), rs,
+                            training);
+      ref.batchnorm_backward(l, c.n, xd.data(), gd.data(), dyd.data(), rs, training, dx.data(),
+                             dg.data(), db.data());
+      const Floats& got = runs[0];
+      auto part = [&](int64_t offset, int64_t size) {
+        return Floats(got.begin() + offset, got.begin() + offset + size);
+      };
+      expect_close("y", part(0, count), y);
+      expect_close("dx", part(count, count), dx);
+      expect_close("dgamma", part(2 * count, c.c), dg);
+      expect_close("dbeta", part(2 * count + c.c, c.c), db);
+      expect_close("moving statistics", part(2 * count + 2 * c.c, 2 * c.c), sd);
+      expect_close("saved statistics", part(2 * count + 4 * c.c, 2 * c.c), sv);
+      if (c.n * c.h * c.w == 1 && training) {
+        EXPECT_EQ(part(0, count), beta) << "one value per channel: Keras gives beta";
+        for (const float v : got) ASSERT_TRUE(std::isfinite(v));
+      }
+    }
+  }
+}
+
 TEST_P(CudaVariantOp, MaxPoolMatchesTheCpuExactly) {
   struct Case {
     int64_t n, c, h, w;
@@ -1074,6 +1159,7 @@ void expect_network_step_close(int64_t n, Precision precision, double rtol,
   net.loss(n);
   net.backward(n);
   const Floats logits = host_copy(be, net.logits(), n * 10), grads = host_copy(be, net.grads(), p);
+  const Floats after = host_copy(be, net.params(), p);  // the moving statistics were updated
 
   CpuBackend<double> cb;
   Network<CpuBackend<double>> ref(cb, g, n, 42);
@@ -1091,6 +1177,10 @@ void expect_network_step_close(int64_t n, Precision precision, double rtol,
                           ref.grads() + l.weight_offset, l.weight_size, rtol);
     expect_close_normwise(l.name + " bias grad", grads.data() + l.bias_offset,
                           ref.grads() + l.bias_offset, l.bias_size, rtol);
+    if (l.stats_size > 0) {
+      expect_close_normwise(l.name + " moving statistics", after.data() + l.stats_offset,
+                            ref.params() + l.stats_offset, l.stats_size, rtol);
+    }
   }
   const std::vector<double> sums = host_copy(be, net.metric_sums(), kMetricCount);
   EXPECT_NEAR(sums[kLossSum], ref.metric_sums()[kLossSum], rtol * ref.metric_sums()[kLossSum]);
@@ -1110,6 +1200,16 @@ TEST_F(Cuda, NetworkStepWithKernelSizesAndTheReluLayerMatchesTheCpu) {
   expect_network_step_close(
       3, Precision::kFp32, 1e-5,
       "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
+}
+
+// Batch normalization after convs and after a dense layer (conv-BN-ReLU blocks), the moving
+// statistics included; batch 1 puts a dense BN on a single sample (variance 0).
+TEST_F(Cuda, NetworkStepWithBatchNormalizationMatchesTheCpu) {
+  for (const int64_t n : {int64_t{1}, int64_t{3}}) {
+    expect_network_step_close(
+        n, Precision::kFp32, 1e-5,
+        "conv8n,bn,relu,pool,conv16k5n,bn,relu,pool,drop0.25,dense32n,bn,relu,drop0.5");
+  }
 }
 
 // The seed model's batch: 128 images through every kernel at its production shape.
@@ -1380,8 +1480,9 @@ struct RunResult {
 // graphs were captured).
 // weight_decay: AdamW's rate from the start; second_wd >= 0: the rate set before the second epoch.
 RunResult train_twice(bool graphs, double second_lr = 0, double weight_decay = 0,
-                      double second_wd = -1) {
-  const Graph g = Graph::build(ModelSpec::parse("conv8,pool,conv16,pool,drop0.25,dense32,drop0.5"));
+                      double second_wd = -1,
+                      std::string_view spec = "conv8,pool,conv16,pool,drop0.25,dense32,drop0.5") {
+  const Graph g = Graph::build(ModelSpec::parse(spec));
   const QuadrantData data(1500);
   EngineOptions opt;
   opt.batch_size = 64;
@@ -1423,6 +1524,24 @@ TEST_F(Cuda, GraphReplayEqualsEagerLaunchesBitForBit) {
   EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "one graph per batch size (64 and 52)";
   EXPECT_FALSE(eager.uses_graphs);
   EXPECT_EQ(eager.graphs, 0u);
+}
+
+// Batch normalization's moving statistics are updated by the captured step itself: after graph
+// replays they (and everything evaluated with them) equal the eager launches' bit for bit.
+TEST_F(Cuda, GraphReplayWithBatchNormEqualsEagerLaunchesBitForBit) {
+  constexpr std::string_view kSpec = "conv8n,bn,relu,pool,conv16,pool,drop0.25,dense32n,bn,relu";
+  const RunResult graph = train_twice(true, 0, 0, -1, kSpec), eager = train_twice(false, 0, 0, -1, kSpec);
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_EQ(graph.probs, eager.probs);
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u);
+  const Graph g = Graph::build(ModelSpec::parse(kSpec));
+  const Layer& bn = g.layers()[1];
+  int moved = 0;  // from the initial moving_mean 0 and moving_var 1
+  for (int64_t k = 0; k < bn.out.c; ++k) {
+    moved += graph.params[static_cast<size_t>(bn.stats_offset + k)] != 0.0f;
+    moved += graph.params[static_cast<size_t>(bn.stats_offset + bn.out.c + k)] != 1.0f;
+  }
+  EXPECT_EQ(moved, 2 * bn.out.c);
 }
 
 // The learning rate is read from device memory by the captured step: set after the capture, it

@@ -134,6 +134,56 @@ TEST(ModelSpec, KernelShapesAndSummaryFollowKeras) {
   EXPECT_EQ(g.param_count(), total);
 }
 
+// Keras, by hand: BatchNormalization of C channels holds gamma, beta, moving_mean and
+// moving_var, 4 C parameters of which the 2 C moving statistics are non-trainable.
+//   conv2d 3*3*1*32 + 32 = 320; batch_normalization 4*32 = 128 (64 non-trainable);
+//   conv2d_1 5*5*32*64 + 64 = 51,264; batch_normalization_1 4*64 = 256 (128);
+//   dense 3136*128 + 128 = 401,536; dense_1 128*10 + 10 = 1,290.
+TEST(ModelSpec, BatchNormalizationSummaryFollowsKeras) {
+  const Graph g = Graph::build(ModelSpec::parse(
+      "conv32n,bn,relu,pool,conv64k5n,bn,relu,pool,drop0.25,flatten,dense128,drop0.5"));
+  const auto& l = g.layers();
+  ASSERT_EQ(l[1].kind, LayerKind::kBatchNorm);
+  EXPECT_EQ(l[1].name, "batch_normalization");
+  EXPECT_EQ(l[5].name, "batch_normalization_1");
+  EXPECT_EQ(l[1].out, (Shape{32, 28, 28}));
+  EXPECT_EQ(l[1].param_count(), 128);
+  EXPECT_EQ(l[1].trainable_count(), 64);
+  EXPECT_FALSE(l[1].has_kernel());
+  EXPECT_TRUE(l[0].has_kernel());
+  EXPECT_EQ(l[5].param_count(), 256);
+  const int64_t trainable = 320 + 64 + 51264 + 128 + 401536 + 1290;
+  EXPECT_EQ(g.trainable_count(), trainable);
+  EXPECT_EQ(g.param_count(), trainable + 64 + 128);
+  // The moving statistics form the tail of the flat buffer, after every trainable value.
+  EXPECT_EQ(l[1].stats_offset, trainable);
+  EXPECT_EQ(l[5].stats_offset, trainable + 64);
+  EXPECT_EQ(l[1].stats_size, 64);
+  const std::vector<SummaryRow> rows = model_summary_rows(g);
+  EXPECT_EQ(rows[1].layer, "batch_normalization (BatchNormalization)");
+  EXPECT_EQ(rows[1].output_shape, (std::vector<int64_t>{28, 28, 32}));
+  EXPECT_EQ(rows[1].params, 128);
+  EXPECT_EQ(rows[5].params, 256);
+  const std::string text = model_summary(g);
+  EXPECT_NE(text.find("Total params: 454,794\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("Trainable params: 454,602\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("Non-trainable params: 192\n"), std::string::npos) << text;
+  EXPECT_EQ(ModelSpec::parse(g.spec().to_string()).to_string(), g.spec().to_string());
+}
+
+// After a dense layer, BN normalizes per unit: dense 784*64 + 64 = 50,240, BN 4*64 = 256.
+TEST(ModelSpec, BatchNormalizationAfterDenseIsPerUnit) {
+  const Graph g = Graph::build(ModelSpec::parse("dense64n,bn,relu"));
+  const auto& l = g.layers();
+  ASSERT_EQ(l[2].kind, LayerKind::kBatchNorm);
+  EXPECT_EQ(l[2].out, (Shape{64, 1, 1}));
+  EXPECT_EQ(l[2].param_count(), 256);
+  EXPECT_EQ(g.param_count(), 50240 + 256 + 650);
+  EXPECT_EQ(g.param_count() - g.trainable_count(), 128);
+  EXPECT_EQ(model_summary_rows(g)[2].output_shape, (std::vector<int64_t>{64}));
+  EXPECT_THROW(ModelSpec::parse("conv8,bn2"), SpecError);
+}
+
 TEST(ModelSpec, AValidKernelLargerThanTheMapIsRejectedWhenBuilt) {
   try {
     Graph::build(ModelSpec::parse("pool,pool,pool,conv4k5v"));  // 28 -> 14 -> 7 -> 3, then 5x5

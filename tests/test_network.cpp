@@ -161,6 +161,76 @@ TEST(ModelGradient, L2PenaltyOnKernelsOnly) {
   EXPECT_EQ(biases, 4);
 }
 
+// Batch normalization after a conv and after a dense layer, with the ReLU layer after it and
+// dropout: every parameter (the moving statistics of the tail included: the training loss does not
+// depend on them, so both gradients are 0), for a full batch of 2, a partial batch (3 of a planned
+// 4), and a dense BN over a batch of one sample (variance 0: output beta, Keras' behaviour).
+TEST(ModelGradient, BatchNormalizationAfterConvAndDense) {
+  struct Case {
+    const char* spec;
+    int64_t planned, n;
+  };
+  for (const Case& c : {Case{"conv3n,bn,relu,pool,conv4k5n,bn,relu,dense5n,bn,relu,drop0.2", 2, 2},
+                        Case{"conv3n,bn,relu,pool,dense5n,bn,relu", 4, 3},
+                        Case{"conv2,pool,dense6n,bn,relu,dense4", 3, 1}}) {
+    const Graph g = Graph::build(ModelSpec::parse(c.spec), Shape{2, 8, 6}, 4);
+    CpuBackend<double> be;
+    DoubleNet net(be, g, c.planned, 23);
+    glorot_uniform_init<double>(g, 23, {net.params(), static_cast<size_t>(g.param_count())});
+    // Not the initial gamma 1 / beta 0 / moving 0 and 1: nothing cancels by accident.
+    for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.05 * std::sin(double(i));
+    net.counters()[kStepCounter] = 3;
+    fill_batch(net, c.n, 31);
+    std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+    std::iota(all.begin(), all.end(), 0);
+    SCOPED_TRACE(c.spec);
+    check_model_gradient(net, c.n, all);
+    net.forward(c.n, true);
+    for (int64_t i = 0; i < c.n * g.classes(); ++i) ASSERT_TRUE(std::isfinite(net.logits()[i]));
+    for (const Layer& l : g.layers()) {
+      if (l.kind != LayerKind::kBatchNorm) continue;
+      for (int64_t k = 0; k < l.stats_size; ++k) EXPECT_EQ(net.grads()[l.stats_offset + k], 0.0);
+    }
+  }
+}
+
+// The whole model's gradient with batch normalization and the L2 penalty together: the penalty's
+// 2 l2 w lands on the conv and dense kernels only, never on BN's gamma and beta or the moving
+// statistics.
+TEST(ModelGradient, BatchNormalizationWithL2) {
+  const Graph g = Graph::build(ModelSpec::parse("conv3n,bn,relu,pool,dense5n,bn,relu,drop0.2"),
+                               Shape{2, 8, 6}, 4);
+  CpuBackend<double> be;
+  DoubleNet net(be, g, 3, 43, {}, {}, 0.05);
+  glorot_uniform_init<double>(g, 43, {net.params(), static_cast<size_t>(g.param_count())});
+  for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.05 * std::sin(double(i));
+  net.counters()[kStepCounter] = 3;
+  fill_batch(net, 3, 17);
+  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+  std::iota(all.begin(), all.end(), 0);
+  check_model_gradient(net, 3, all);
+
+  net.forward(3, true);
+  net.loss(3);
+  net.backward(3);
+  const std::vector<double> data_grad(net.grads(), net.grads() + g.param_count());
+  net.regularize(3, true);
+  const std::vector<uint8_t> mask = g.kernel_mask();
+  int bn_layers = 0;
+  for (const Layer& l : g.layers()) {
+    if (l.kind != LayerKind::kBatchNorm) continue;
+    ++bn_layers;
+    for (int64_t i = l.weight_offset; i < l.bias_offset + l.bias_size; ++i) {
+      EXPECT_EQ(mask[static_cast<size_t>(i)], 0) << l.name << " " << i;
+      EXPECT_EQ(net.grads()[i], data_grad[i]) << l.name << " " << i;
+    }
+    for (int64_t i = l.stats_offset; i < l.stats_offset + l.stats_size; ++i) {
+      EXPECT_EQ(mask[static_cast<size_t>(i)], 0) << l.name << " " << i;
+    }
+  }
+  EXPECT_EQ(bn_layers, 2);
+}
+
 TEST(ModelGradient, SeedModelSampledParametersWithDropout) {
   const Graph g = Graph::build(ModelSpec::seed());
   CpuBackend<double> be;
@@ -374,9 +444,48 @@ TEST(CpuEngine, LearnsASmallTaskAndIsDeterministic) {
   EXPECT_EQ(p1, p2);  // same seed, same bits: shuffles, masks and reductions are all deterministic
 }
 
+// Training updates the moving statistics (in the non-trainable tail) and inference uses them:
+// after steps on one batch, the inference forward of that batch differs from the training one
+// (which normalizes by the batch), and Adam never touches the tail except through the forward.
+TEST(CpuEngine, BatchNormMovingStatisticsAreUpdatedInTrainingOnly) {
+  const Graph g = Graph::build(ModelSpec::parse("conv4n,bn,relu,pool,dense8"), Shape{1, 8, 8}, 4);
+  const Quadrants data(64);
+  EngineOptions opt;
+  opt.batch_size = 16;
+  auto e = make_cpu_engine(g, opt);
+  e->set_dataset({data.images.data(), data.labels.data(), 64, Shape{1, 8, 8}});
+  const Layer& bn = g.layers()[1];
+  const std::vector<float> p0 = e->parameters();
+  for (int64_t k = 0; k < bn.out.c; ++k) {
+    EXPECT_EQ(p0[bn.stats_offset + k], 0.0f);             // moving_mean
+    EXPECT_EQ(p0[bn.stats_offset + bn.out.c + k], 1.0f);  // moving_var
+    EXPECT_EQ(p0[bn.weight_offset + k], 1.0f);            // gamma
+    EXPECT_EQ(p0[bn.bias_offset + k], 0.0f);              // beta
+  }
+  std::vector<int32_t> idx(64);
+  std::iota(idx.begin(), idx.end(), 0);
+  e->evaluate(idx, nullptr);
+  EXPECT_EQ(e->parameters(), p0);  // inference changes nothing
+  e->train_epoch(idx, 0);          // 4 steps
+  const std::vector<float> p1 = e->parameters();
+  // Four updates moved the moving mean 1 - 0.99^4 of the way to the batch means: nonzero.
+  int moved = 0;
+  for (int64_t k = 0; k < 2 * bn.out.c; ++k) moved += p1[bn.stats_offset + k] != p0[bn.stats_offset + k];
+  EXPECT_EQ(moved, 2 * bn.out.c);
+  for (int64_t k = 0; k < bn.out.c; ++k) EXPECT_GT(p1[bn.stats_offset + bn.out.c + k], 0.0f);
+  const TrainingState s = e->state();
+  for (int64_t k = 0; k < 2 * bn.out.c; ++k) {
+    EXPECT_EQ(s.adam_m[bn.stats_offset + k], 0.0f);
+    EXPECT_EQ(s.adam_v[bn.stats_offset + k], 0.0f);
+  }
+}
+
 // Counter-based RNG + saved moments and step: 2 epochs, save, a fresh engine, 2 more == 4 epochs.
 TEST(CpuEngine, ResumeFromStateIsBitwiseExact) {
-  const Graph g = Graph::build(ModelSpec::parse("conv4,pool,drop0.3,dense16,drop0.5"), Shape{1, 8, 8}, 4);
+  for (const char* spec : {"conv4,pool,drop0.3,dense16,drop0.5",
+                           "conv4n,bn,relu,pool,drop0.3,dense16n,bn,relu,drop0.5"}) {
+  SCOPED_TRACE(spec);
+  const Graph g = Graph::build(ModelSpec::parse(spec), Shape{1, 8, 8}, 4);
   const Quadrants data(300);
   std::vector<int32_t> train(300);
   std::iota(train.begin(), train.end(), 0);
@@ -406,6 +515,7 @@ TEST(CpuEngine, ResumeFromStateIsBitwiseExact) {
   TrainingState wrong = saved;
   wrong.adam_v.pop_back();
   EXPECT_THROW(resumed->set_state(wrong), std::invalid_argument);
+  }
 }
 
 // A learning rate set between steps is the one the next step uses: Adam's first update is about

@@ -78,6 +78,10 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
        {"Conv", "Relu", "MaxPool", "Conv", "Relu", "Conv", "Conv", "Relu", "Flatten", "Gemm", "Relu",
         "Gemm", "Softmax"}},
       {"conv8n,dense4n", {"Conv", "Flatten", "Gemm", "Gemm", "Softmax"}},
+      // Batch normalization over the channels of a map and over the units of a dense layer.
+      {"conv8n,bn,relu,pool,dense16n,bn,relu",
+       {"Conv", "BatchNormalization", "Relu", "MaxPool", "Flatten", "Gemm", "BatchNormalization",
+        "Relu", "Gemm", "Softmax"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.spec);
@@ -113,12 +117,28 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
         std::vector<int64_t> want;
         if (!is_weight) want = {l.bias_size};
         else if (l.kind == LayerKind::kConv2d) want = {l.out.c, l.in.c, l.kernel, l.kernel};
+        else if (l.kind == LayerKind::kBatchNorm) want = {l.out.c};
         else want = {l.out.c, l.in.size()};
         EXPECT_EQ(std::vector<int64_t>(t->dims().begin(), t->dims().end()), want) << name;
         EXPECT_EQ(t->data_type(), onnx::TensorProto::FLOAT);
         const int64_t offset = is_weight ? l.weight_offset : l.bias_offset;
         const int64_t count = is_weight ? l.weight_size : l.bias_size;
         ASSERT_EQ(t->raw_data().size(), static_cast<size_t>(count) * 4) << name;
+        EXPECT_EQ(std::memcmp(t->raw_data().data(), params.data() + offset, t->raw_data().size()), 0)
+            << name;
+      }
+      if (l.kind != LayerKind::kBatchNorm) continue;
+      // The moving statistics, as ONNX's input_mean and input_var.
+      for (const bool is_mean : {true, false}) {
+        const std::string name = l.name + (is_mean ? ".running_mean" : ".running_var");
+        const onnx::TensorProto* t = nullptr;
+        for (const auto& init : m.graph().initializer()) {
+          if (init.name() == name) t = &init;
+        }
+        ASSERT_NE(t, nullptr) << name;
+        ++tensors;
+        const int64_t offset = l.stats_offset + (is_mean ? 0 : l.out.c);
+        ASSERT_EQ(t->raw_data().size(), static_cast<size_t>(l.out.c) * 4) << name;
         EXPECT_EQ(std::memcmp(t->raw_data().data(), params.data() + offset, t->raw_data().size()), 0)
             << name;
       }
@@ -147,6 +167,14 @@ TEST(OnnxExport, EveryLayerKindBecomesItsNodes) {
       }
       if (n.op_type() == "Gemm") {
         EXPECT_EQ(attribute(n, "transB")->i(), 1);
+      }
+      if (n.op_type() == "BatchNormalization") {
+        ASSERT_NE(attribute(n, "epsilon"), nullptr);
+        EXPECT_FLOAT_EQ(attribute(n, "epsilon")->f(), 1e-3f);
+        EXPECT_EQ(attribute(n, "training_mode"), nullptr);  // inference: the moving statistics
+        ASSERT_EQ(n.input_size(), 5);
+        EXPECT_EQ(n.input(3), n.name() + ".running_mean");
+        EXPECT_EQ(n.input(4), n.name() + ".running_var");
       }
       if (n.op_type() == "Softmax") {
         EXPECT_EQ(attribute(n, "axis")->i(), 1);

@@ -2,8 +2,9 @@
 """The Python side of tests/test_checkpoint.cpp.
 
     torch_checkpoint_check.py CKPT INPUTS.npy
-        Loads CKPT with tools/mnist_gpu_torch.py (strict state_dict), checks that every model
-        tensor has its two Adam moments beside it, runs INPUTS (float32 [n, C, H, W]) through the
+        Loads CKPT with tools/mnist_gpu_torch.py (strict state_dict), checks that every trainable
+        tensor (the module's parameters; BN's running statistics are buffers) has its two Adam
+        moments beside it, runs INPUTS (float32 [n, C, H, W]) through the
         model and prints {"probs": softmax(logits), "keys": state_dict keys, "metadata": ...} as
         JSON for the C++ test to compare with mnist_gpu's own probabilities. Exits 1 on a problem,
         77 when torch or numpy cannot be imported.
@@ -61,7 +62,8 @@ def check(ckpt, inputs):
     model, meta = mnist_gpu_torch.load_checkpoint(ckpt)  # load_state_dict(strict=True)
     keys = list(model.state_dict().keys())
     problems = []
-    expected_moments = {f"optimizer.adam_{m}.{k}" for k in keys for m in ("m", "v")}
+    trainable = [k for k, _ in model.named_parameters()]
+    expected_moments = {f"optimizer.adam_{m}.{k}" for k in trainable for m in ("m", "v")}
     if set(meta["optimizer_tensors"]) != expected_moments:
         problems.append(f"optimizer tensors {meta['optimizer_tensors']} are not the moments of {keys}")
     x = torch.from_numpy(np.load(inputs))

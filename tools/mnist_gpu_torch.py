@@ -14,7 +14,12 @@ As a library:
     probs = torch.softmax(model(x), dim=1)
 
 The module's attributes carry mnist_gpu's layer names (conv2d, conv2d_1, max_pooling2d, dropout,
-flatten, dense, dense_1, ...), so its state_dict keys are the checkpoint's tensor names. The file
+flatten, dense, dense_1, batch_normalization, ...), so its state_dict keys are the checkpoint's
+tensor names. A `bn` layer is nn.BatchNorm2d (after convs) or nn.BatchNorm1d (after flatten or
+dense) with eps=1e-3 and momentum=0.01 (Keras' momentum 0.99 in PyTorch's convention). In eval
+mode both normalize by the running statistics, so predictions agree; should the module be trained
+further, PyTorch would put the unbiased batch variance into running_var where mnist_gpu (as Keras)
+puts the biased one. The file
 format is described in docs/checkpoints.md. Reads the file with the safetensors package when it is
 installed, else with the small reader below (json + numpy).
 """
@@ -61,11 +66,13 @@ def read_tensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32")
+        dtypes = {"F32": ("<f4", np.float32), "I64": ("<i8", np.int64)}
+        if info["dtype"] not in dtypes:
+            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32 or I64")
+        stored, native = dtypes[info["dtype"]]
         begin, end = info["data_offsets"]
-        array = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
-        tensors[name] = torch.from_numpy(array.astype(np.float32))  # a writable copy
+        array = np.frombuffer(data[begin:end], dtype=stored).reshape(info["shape"])
+        tensors[name] = torch.from_numpy(array.astype(native))  # a writable copy
     return tensors
 
 
@@ -85,7 +92,8 @@ DENSE_TOKEN = re.compile(r"dense([0-9]+)(n?)")
 
 def parse_spec(spec):
     """The spec's layers as (kind, value): ("conv", (filters, kernel, valid, relu)), ("pool", None),
-    ("drop", rate), ("flatten", None), ("dense", (units, relu)), ("relu", None). The classifier is
+    ("drop", rate), ("flatten", None), ("dense", (units, relu)), ("relu", None), ("bn", None). The
+    classifier is
     not listed (it is not in the spec). conv<F>[k<K>][v][n]: K x K kernel (3 without k), 'valid'
     padding with v ('same' without), no ReLU with n; dense<U>[n] likewise."""
     layers = []
@@ -97,6 +105,8 @@ def parse_spec(spec):
             layers.append(("conv", (int(conv.group(1)), kernel, conv.group(3) == "v", conv.group(4) != "n")))
         elif token == "relu":
             layers.append(("relu", None))
+        elif token == "bn":
+            layers.append(("bn", None))
         elif token == "pool":
             layers.append(("pool", None))
         elif token.startswith("drop"):
@@ -138,6 +148,11 @@ class MnistGpuNet(nn.Module):
                 c, h, w = filters, h + 2 * pad - k + 1, w + 2 * pad - k + 1
             elif kind == "relu":
                 layer, relu, key = nn.ReLU(), False, name("re_lu")
+            elif kind == "bn":
+                # Keras' BatchNormalization defaults: epsilon 1e-3, momentum 0.99 (PyTorch: 0.01).
+                norm = nn.BatchNorm2d if flat is None else nn.BatchNorm1d
+                layer, relu, key = norm(c if flat is None else flat, eps=1e-3, momentum=0.01), False, \
+                    name("batch_normalization")
             elif kind == "pool":
                 layer, relu, key = nn.MaxPool2d(2), False, name("max_pooling2d")
                 h, w = h // 2, w // 2
