@@ -58,7 +58,9 @@ def npz(members, compression):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression) as z:
         for name, data in members:
-            z.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # the same bytes each run
+            info.compress_type = compression
+            z.writestr(info, data)
     return buf.getvalue()
 
 
