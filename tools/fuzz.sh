@@ -48,11 +48,11 @@ for t in "${targets[@]}"; do
   # 2.5 GB is a finding (every reader's limits are far below it). The first directory collects
   # new inputs; the seeds are read from the second.
   rc=0
-  "$build_dir/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -max_len=65536 \
+  "$build_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$findings/$t/" "${dict[@]}" \
     "$corpus" "$repo_root/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  secs=$(sed -n 's/^stat::total_run_time_sec: *//p' "$log" | tail -1)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
   found=$(find "$findings/$t" -type f | wc -l)
   status=ok
   if ((rc != 0 || found > 0)); then
