@@ -1,5 +1,7 @@
 // Turning an arbitrary digit picture into an MNIST-like 28x28 image.
 #include <gtest/gtest.h>
+#include <vector>
+#include <iterator>
 #include <stb_image_write.h>
 #include <unistd.h>
 
@@ -100,6 +102,33 @@ TEST(DigitImage, BadFilesSayWhatIsWrong) {
   }
   fs::remove(text);
   fs::remove(blank);
+}
+
+// A JPEG whose Huffman table claims more than 256 codes (found by tests/fuzz/fuzz_image.cpp: stb
+// 2.27 writes past its code-length list) is refused before stb decodes it, from memory and from
+// a file, and a good JPEG still loads.
+TEST(DigitImage, RefusesAJpegHuffmanTableOfOver256Codes) {
+  const fs::path bad = fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/regress/image" /
+                       "jpeg_huffman_table_over_256_codes.jpg";
+  std::ifstream in(bad, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(bytes.size(), 100u);
+  for (int from_file = 0; from_file < 2; ++from_file) {
+    try {
+      if (from_file) {
+        load_digit_image(bad);
+      } else {
+        load_digit_image(bytes, "upload");
+      }
+      ADD_FAILURE() << "the JPEG was decoded";
+    } catch (const ImageError& e) {
+      EXPECT_NE(std::string(e.what()).find("corrupt JPEG: a Huffman table (DHT) of "),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  const fs::path good = fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image/item_x3.jpg";
+  EXPECT_NO_THROW(load_digit_image(good));
 }
 
 }  // namespace
