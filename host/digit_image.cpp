@@ -4,6 +4,8 @@
 #include <stb_image_resize.h>
 
 #include <algorithm>
+#include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -86,7 +88,37 @@ std::string jpeg_huffman_problem(std::span<const uint8_t> b) {
   return {};
 }
 
-void check_jpeg(std::span<const uint8_t> b, const std::string& what) {
+bool is_pnm(std::span<const uint8_t> b) {
+  return b.size() >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6');
+}
+
+// stb_image reads a PGM/PPM header's width, height and maximum into an int without an overflow
+// check (found by tests/fuzz/fuzz_image.cpp): a number over INT_MAX is undefined behaviour and
+// wraps into another size. The three numbers are read here first the way stb reads them
+// (whitespace and # comments between them) and any over INT_MAX is refused.
+bool pnm_number_too_large(std::span<const uint8_t> b) {
+  size_t p = 2;
+  for (int field = 0; field < 3; ++field) {
+    while (p < b.size() && (std::isspace(b[p]) || b[p] == '#')) {
+      if (b[p] == '#') {
+        while (p < b.size() && b[p] != '\n' && b[p] != '\r') ++p;
+      } else {
+        ++p;
+      }
+    }
+    int64_t value = 0;
+    for (; p < b.size() && b[p] >= '0' && b[p] <= '9'; ++p) {
+      value = value * 10 + (b[p] - '0');
+      if (value > INT32_MAX) return true;
+    }
+  }
+  return false;
+}
+
+void check_header(std::span<const uint8_t> b, const std::string& what) {
+  if (is_pnm(b) && pnm_number_too_large(b)) {
+    throw ImageError(what + ": corrupt PGM/PPM header: a size over 2147483647");
+  }
   if (!is_jpeg(b)) return;
   const std::string problem = jpeg_huffman_problem(b);
   if (!problem.empty()) throw ImageError(what + ": corrupt JPEG: " + problem);
@@ -154,11 +186,11 @@ MnistImage load_digit_image(const std::filesystem::path& path) {
     // A JPEG's Huffman tables are checked before stb sees them (check_jpeg).
     std::ifstream in(path, std::ios::binary);
     std::array<char, 2> magic{};
-    if (in.read(magic.data(), 2) && static_cast<uint8_t>(magic[0]) == 0xff &&
-        static_cast<uint8_t>(magic[1]) == 0xd8) {
+    const std::span<const uint8_t> first(reinterpret_cast<const uint8_t*>(magic.data()), 2);
+    if (in.read(magic.data(), 2) && (is_jpeg(first) || is_pnm(first))) {
       in.seekg(0);
       const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
-      check_jpeg(bytes, what);
+      check_header(bytes, what);
     }
   }
   int w = 0, h = 0, channels = 0;
@@ -186,7 +218,7 @@ MnistImage load_digit_image(std::span<const uint8_t> encoded, const std::string&
   if (!known_signature(encoded) || encoded.size() > static_cast<size_t>(INT32_MAX)) {
     throw ImageError(what + ": not a PNG, JPEG, PGM/PPM or BMP image");
   }
-  check_jpeg(encoded, what);
+  check_header(encoded, what);
   const auto size = static_cast<int>(encoded.size());
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(encoded.data(), size, &w, &h, &channels)) {
