@@ -131,5 +131,26 @@ TEST(DigitImage, RefusesAJpegHuffmanTableOfOver256Codes) {
   EXPECT_NO_THROW(load_digit_image(good));
 }
 
+// A PGM whose width is over INT_MAX (found by tests/fuzz/fuzz_image.cpp: stb's int overflows)
+// is refused before stb reads it; a good PGM still loads.
+TEST(DigitImage, RefusesAPgmSizeOverIntMax) {
+  const fs::path bad =
+      fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/regress/image/pnm_width_over_int_max.pgm";
+  try {
+    load_digit_image(bad);
+    ADD_FAILURE() << "the PGM was decoded";
+  } catch (const ImageError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              bad.string() + ": corrupt PGM/PPM header: a size over 2147483647");
+  }
+  const std::string text = "P5 # a comment\n 1 2\n255\n";
+  EXPECT_THROW(load_digit_image(std::span<const uint8_t>(
+                                    reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                "short"),
+               ImageError);
+  EXPECT_NO_THROW(
+      load_digit_image(fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image/item.pgm"));
+}
+
 }  // namespace
 }  // namespace mg
