@@ -73,9 +73,10 @@ std::string jpeg_huffman_problem(std::span<const uint8_t> b) {
     if (m == 0xc4) {  // DHT: tables of 1 + 16 count bytes + their values, until len - 2 is used
       size_t used = 0;
       size_t q = p + 4;
-      while (len >= 2 && used < len - 2 && q + 17 <= b.size()) {
+      // Past the end of the data stb reads zeros, so a table cut short still counts.
+      while (len >= 2 && used < len - 2 && q < b.size()) {
         int codes = 0;
-        for (int i = 1; i <= 16; ++i) codes += b[q + static_cast<size_t>(i)];
+        for (size_t i = q + 1; i <= q + 16 && i < b.size(); ++i) codes += b[i];
         if (codes > 256) {
           return "a Huffman table (DHT) of " + std::to_string(codes) + " codes, at most 256";
         }
