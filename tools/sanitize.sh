@@ -29,6 +29,6 @@ export LSAN_OPTIONS="suppressions=$repo_root/tests/sanitizers/lsan.supp:print_su
 # test_serve is the page's JavaScript, not our C++), and the one-epoch accuracy run, which under
 # ASan takes several times its 2 minutes and covers the same code as e2e_cli_commands.
 MG_SANITIZE_EXCLUDE='^(e2e_mnist_one_epoch_cpu|serve_browser|train_serve_browser|compare_browser|onnx_export_runtime|serve_fixture_checkpoint)$'
-ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" -E "$MG_SANITIZE_EXCLUDE"
+ctest --test-dir "$build_dir" --output-on-failure -E "$MG_SANITIZE_EXCLUDE"
 end=$(date +%s)
 echo "sanitize: build $((built - start)) s, tests $((end - built)) s"
