@@ -94,11 +94,13 @@ bool is_pnm(std::span<const uint8_t> b) {
 }
 
 // stb_image reads a PGM/PPM header's width, height and maximum into an int without an overflow
-// check (found by tests/fuzz/fuzz_image.cpp): a number over INT_MAX is undefined behaviour and
-// wraps into another size. The three numbers are read here first the way stb reads them
-// (whitespace and # comments between them) and any over INT_MAX is refused.
-bool pnm_number_too_large(std::span<const uint8_t> b) {
+// check, and its 16-bit samples (a maximum over 255) overrun its buffer (both found by
+// tests/fuzz/fuzz_image.cpp). The three numbers are read here first the way stb reads them
+// (whitespace and # comments between them): any over INT_MAX, or a maximum over 255, is refused.
+// Returns the problem, or an empty string.
+std::string pnm_problem(std::span<const uint8_t> b) {
   size_t p = 2;
+  int64_t value = 0;
   for (int field = 0; field < 3; ++field) {
     while (p < b.size() && (std::isspace(b[p]) || b[p] == '#')) {
       if (b[p] == '#') {
@@ -107,18 +109,20 @@ bool pnm_number_too_large(std::span<const uint8_t> b) {
         ++p;
       }
     }
-    int64_t value = 0;
+    value = 0;
     for (; p < b.size() && b[p] >= '0' && b[p] <= '9'; ++p) {
       value = value * 10 + (b[p] - '0');
-      if (value > INT32_MAX) return true;
+      if (value > INT32_MAX) return "a size over 2147483647";
     }
   }
-  return false;
+  if (value > 255) return "16-bit samples (maximum " + std::to_string(value) + "), 8-bit expected";
+  return {};
 }
 
 void check_header(std::span<const uint8_t> b, const std::string& what) {
-  if (is_pnm(b) && pnm_number_too_large(b)) {
-    throw ImageError(what + ": corrupt PGM/PPM header: a size over 2147483647");
+  if (is_pnm(b)) {
+    const std::string problem = pnm_problem(b);
+    if (!problem.empty()) throw ImageError(what + ": unreadable PGM/PPM header: " + problem);
   }
   if (!is_jpeg(b)) return;
   const std::string problem = jpeg_huffman_problem(b);

@@ -141,7 +141,7 @@ TEST(DigitImage, RefusesAPgmSizeOverIntMax) {
     ADD_FAILURE() << "the PGM was decoded";
   } catch (const ImageError& e) {
     EXPECT_EQ(std::string(e.what()),
-              bad.string() + ": corrupt PGM/PPM header: a size over 2147483647");
+              bad.string() + ": unreadable PGM/PPM header: a size over 2147483647");
   }
   const std::string text = "P5 # a comment\n 1 2\n255\n";
   EXPECT_THROW(load_digit_image(std::span<const uint8_t>(
