@@ -212,8 +212,8 @@ TEST_F(IdxTest, MemoryReadsAsTheFileDoes) {
   // Two gzip members read as one stream, as gzread does; bytes after the last member are ignored.
   Bytes gz = read_all(path("images.gz"));
   const size_t half = 16 + 28 * 28;
-  write_gz(path("a.gz"), Bytes(image_file(2, 28, 28, pixels).begin(),
-                               image_file(2, 28, 28, pixels).begin() + static_cast<long>(half)));
+  const Bytes whole = image_file(2, 28, 28, pixels);
+  write_gz(path("a.gz"), Bytes(whole.begin(), whole.begin() + static_cast<long>(half)));
   write_gz(path("b.gz"), Bytes(pixels.begin() + 28 * 28, pixels.end()));
   Bytes two = read_all(path("a.gz"));
   const Bytes b = read_all(path("b.gz"));
