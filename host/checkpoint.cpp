@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -407,21 +408,22 @@ void save_checkpoint(const fs::path& path, const Graph& graph, const TrainingSta
   }
 }
 
-Checkpoint load_checkpoint(const fs::path& path) {
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) fail(path, "cannot open: no such file");
-  if (!fs::is_regular_file(status)) fail(path, "cannot open: not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open: " + errno_text(errno));
-  const uintmax_t file_size = fs::file_size(path, ec);
-  if (ec) fail(path, "cannot read its size: " + ec.message());
+namespace {
+
+// The bytes of a checkpoint, read at offsets: from a file or from memory.
+struct CheckpointBytes {
+  uint64_t size = 0;
+  std::function<bool(uint64_t offset, char* dst, size_t n)> read;
+};
+
+Checkpoint load_checkpoint_bytes(const fs::path& path, const CheckpointBytes& in) {
+  const uint64_t file_size = in.size;
   if (file_size < 8) {
     fail(path,
          "only " + std::to_string(file_size) + " bytes, too short for a safetensors header length");
   }
   std::array<unsigned char, 8> length{};
-  if (!in.read(reinterpret_cast<char*>(length.data()), 8)) fail(path, "read failed");
+  if (!in.read(0, reinterpret_cast<char*>(length.data()), 8)) fail(path, "read failed");
   uint64_t header_size = 0;
   for (int i = 0; i < 8; ++i) header_size |= uint64_t{length[i]} << (8 * i);
   if (header_size > kMaxHeaderBytes) {
@@ -433,7 +435,7 @@ Checkpoint load_checkpoint(const fs::path& path) {
                    std::to_string(file_size) + " bytes)");
   }
   std::string text(header_size, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(header_size))) fail(path, "read failed");
+  if (!in.read(8, text.data(), header_size)) fail(path, "read failed");
   json header;
   try {
     header = json::parse(text);
@@ -542,22 +544,48 @@ Checkpoint load_checkpoint(const fs::path& path) {
     if (present) buffers[b]->assign(n, 0.0f);
   }
   for (const Found& f : found) {
-    in.seekg(static_cast<std::streamoff>(8 + header_size + f.begin));
     if (f.slot->int64()) {
       // Derived from the step on save; only checked here (PyTorch's own count may differ).
       int64_t count = 0;
-      if (!in.read(reinterpret_cast<char*>(&count), sizeof(count))) {
+      if (!in.read(8 + header_size + f.begin, reinterpret_cast<char*>(&count), sizeof(count))) {
         fail(path, "read failed for tensor '" + f.slot->name + "' (file truncated while reading?)");
       }
       if (count < 0) fail(path, "tensor '" + f.slot->name + "' is negative");
       continue;
     }
     float* dst = buffers[f.slot->buffer]->data() + f.slot->offset;
-    if (!in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(f.end - f.begin))) {
+    if (!in.read(8 + header_size + f.begin, reinterpret_cast<char*>(dst), f.end - f.begin)) {
       fail(path, "read failed for tensor '" + f.slot->name + "' (file truncated while reading?)");
     }
   }
   return ck;
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) fail(path, "cannot open: no such file");
+  if (!fs::is_regular_file(status)) fail(path, "cannot open: not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open: " + errno_text(errno));
+  const uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) fail(path, "cannot read its size: " + ec.message());
+  CheckpointBytes bytes{file_size, [&in](uint64_t offset, char* dst, size_t n) {
+                          in.seekg(static_cast<std::streamoff>(offset));
+                          return static_cast<bool>(in.read(dst, static_cast<std::streamsize>(n)));
+                        }};
+  return load_checkpoint_bytes(path, bytes);
+}
+
+Checkpoint load_checkpoint(std::span<const uint8_t> file, const fs::path& name) {
+  CheckpointBytes bytes{file.size(), [file](uint64_t offset, char* dst, size_t n) {
+                          if (offset > file.size() || n > file.size() - offset) return false;
+                          std::copy_n(file.data() + offset, n, dst);
+                          return true;
+                        }};
+  return load_checkpoint_bytes(name, bytes);
 }
 
 }  // namespace mg

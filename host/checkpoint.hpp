@@ -77,5 +77,7 @@ void save_checkpoint(const std::filesystem::path& path, const Graph& graph,
 // throws CheckpointError naming it; no input crashes the reader or makes it allocate more than
 // the file holds.
 Checkpoint load_checkpoint(const std::filesystem::path& path);
+// The same from the bytes of a checkpoint in memory; `name` stands for the path in errors.
+Checkpoint load_checkpoint(std::span<const uint8_t> file, const std::filesystem::path& name);
 
 }  // namespace mg

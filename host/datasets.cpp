@@ -24,6 +24,9 @@ constexpr int kMaxLabel = 9;
 constexpr int64_t kMaxCount = 10'000'000;
 // numpy itself refuses headers over 10,000 bytes by default.
 constexpr uint32_t kMaxNpyHeader = 65536;
+// One array's data at most (MNIST's x_train is 47 MB), and the step it grows by while read.
+constexpr int64_t kMaxNpyBytes = int64_t{1} << 30;
+constexpr int64_t kNpyChunk = int64_t{1} << 20;
 
 const std::array<const char*, 4> kIdxNames = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
@@ -318,10 +321,20 @@ NpyArray read_npy_u8(zip_t* zip, const fs::path& file, const std::string& name,
     where.fail("trailing bytes: " + std::to_string(available - bytes) + " after the " +
                std::to_string(bytes) + " data bytes of shape " + shape_string(h.shape));
   }
+  if (bytes > kMaxNpyBytes) {
+    where.fail("implausible shape " + shape_string(h.shape) + ": " + std::to_string(bytes) +
+               " bytes, over the limit of " + std::to_string(kMaxNpyBytes));
+  }
+  // The member's size comes from the zip's directory, which a damaged file can overstate: grow
+  // with the bytes that actually arrive, so a small file costs its own size, not its claim.
   NpyArray out;
   out.count = count;
-  out.data.resize(static_cast<size_t>(bytes));
-  in.read(out.data.data(), bytes, "data");
+  for (int64_t got = 0; got < bytes;) {
+    const int64_t step = std::min(bytes - got, kNpyChunk);
+    out.data.resize(static_cast<size_t>(got + step));
+    in.read(out.data.data() + got, step, "data");
+    got += step;
+  }
   return out;
 }
 
@@ -648,21 +661,10 @@ std::array<std::string, 4> raw_idx_sha256(const LabeledImages& d) {
           idx_sha256(1, d.labels.data() + d.train_count, test, false)};
 }
 
-LabeledImages read_mnist_npz(const fs::path& path, DatasetKind kind) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw DataError(path.string() + ": file not found");
-  if (!fs::is_regular_file(path, ec)) throw DataError(path.string() + ": not a regular file");
-  int err = 0;
-  ZipPtr zip(zip_open(path.c_str(), ZIP_RDONLY, &err));
-  if (!zip) {
-    zip_error_t e;
-    zip_error_init_with_code(&e, err);
-    std::string problem = err == ZIP_ER_NOZIP ? std::string("not a zip archive (an npz is one)")
-                                              : std::string("cannot open as a zip archive: ") +
-                                                    zip_error_strerror(&e);
-    zip_error_fini(&e);
-    throw DataError(path.string() + ": " + problem);
-  }
+namespace {
+
+LabeledImages read_npz_archive(zip_t* archive, const fs::path& path, DatasetKind kind) {
+  ZipPtr zip(archive);
   NpzSplit train = read_npz_split(zip.get(), path, "train");
   NpzSplit test = read_npz_split(zip.get(), path, "test");
 
@@ -676,6 +678,46 @@ LabeledImages read_mnist_npz(const fs::path& path, DatasetKind kind) {
   out.labels.insert(out.labels.end(), test.labels.data.begin(), test.labels.data.end());
   out.source = path.string() + " (Keras npz)";
   return out;
+}
+
+[[noreturn]] void fail_zip_open(const fs::path& path, zip_error_t* e) {
+  std::string problem = zip_error_code_zip(e) == ZIP_ER_NOZIP
+                            ? std::string("not a zip archive (an npz is one)")
+                            : std::string("cannot open as a zip archive: ") + zip_error_strerror(e);
+  zip_error_fini(e);
+  throw DataError(path.string() + ": " + problem);
+}
+
+}  // namespace
+
+LabeledImages read_mnist_npz(const fs::path& path, DatasetKind kind) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw DataError(path.string() + ": file not found");
+  if (!fs::is_regular_file(path, ec)) throw DataError(path.string() + ": not a regular file");
+  int err = 0;
+  zip_t* zip = zip_open(path.c_str(), ZIP_RDONLY, &err);
+  if (!zip) {
+    zip_error_t e;
+    zip_error_init_with_code(&e, err);
+    fail_zip_open(path, &e);
+  }
+  return read_npz_archive(zip, path, kind);
+}
+
+LabeledImages read_mnist_npz(std::span<const uint8_t> bytes, const std::string& name,
+                             DatasetKind kind) {
+  zip_error_t e;
+  zip_error_init(&e);
+  // The buffer is borrowed (freep 0): it outlives the archive, closed before this returns.
+  zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &e);
+  if (!src) fail_zip_open(name, &e);
+  zip_t* zip = zip_open_from_source(src, ZIP_RDONLY, &e);
+  if (!zip) {
+    zip_source_free(src);
+    fail_zip_open(name, &e);
+  }
+  zip_error_fini(&e);
+  return read_npz_archive(zip, name, kind);
 }
 
 LabeledImages load_dataset(DatasetKind kind, const DataLocation& where) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,9 @@ std::array<std::string, 4> raw_idx_sha256(const LabeledImages& d);
 // Reads a Keras-style npz (a zip of x_train.npy, y_train.npy, x_test.npy, y_test.npy; uint8,
 // images N x 28 x 28, labels N, C order). Errors are DataError "<file>: <member>: <problem>".
 LabeledImages read_mnist_npz(const std::filesystem::path& path,
+                             DatasetKind kind = DatasetKind::kMnist);
+// The same from the bytes of an npz in memory; `name` stands for the path in errors.
+LabeledImages read_mnist_npz(std::span<const uint8_t> bytes, const std::string& name,
                              DatasetKind kind = DatasetKind::kMnist);
 
 }  // namespace mg

@@ -4,8 +4,12 @@
 #include <stb_image_resize.h>
 
 #include <algorithm>
+#include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +41,92 @@ bool known_signature(std::span<const uint8_t> b) {
   };
   return starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}) || starts({0xff, 0xd8, 0xff}) ||
          starts({'P', '5'}) || starts({'P', '6'}) || starts({'B', 'M'});
+}
+
+bool is_jpeg(std::span<const uint8_t> b) { return b.size() >= 2 && b[0] == 0xff && b[1] == 0xd8; }
+
+// Debian's stb_image (2.27) fills a Huffman table's code-length list without checking that the
+// DHT segment's counts add up to at most 256: a table claiming more writes past the list (found
+// by tests/fuzz/fuzz_image.cpp). So every DHT table a decoder could reach is checked first:
+// the marker segments are walked by their lengths, and entropy-coded data is scanned for the next
+// marker, as stb does (its scans and junk handling reach no DHT this walk misses). Returns the
+// problem, or an empty string.
+std::string jpeg_huffman_problem(std::span<const uint8_t> b) {
+  size_t p = 2;  // after SOI
+  while (p + 1 < b.size()) {
+    if (b[p] != 0xff) {  // entropy-coded data or junk between segments
+      ++p;
+      continue;
+    }
+    const uint8_t m = b[p + 1];
+    if (m == 0xff) {  // fill byte
+      ++p;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7)) {  // no length
+      p += 2;
+      continue;
+    }
+    if (m == 0xd9) return {};  // EOI: stb reads no further
+    if (p + 3 >= b.size()) return {};
+    const size_t len = size_t{b[p + 2]} << 8 | b[p + 3];
+    if (m == 0xc4) {  // DHT: tables of 1 + 16 count bytes + their values, until len - 2 is used
+      size_t used = 0;
+      size_t q = p + 4;
+      // Past the end of the data stb reads zeros, so a table cut short still counts.
+      while (len >= 2 && used < len - 2 && q < b.size()) {
+        int codes = 0;
+        for (size_t i = q + 1; i <= q + 16 && i < b.size(); ++i) codes += b[i];
+        if (codes > 256) {
+          return "a Huffman table (DHT) of " + std::to_string(codes) + " codes, at most 256";
+        }
+        used += 17 + static_cast<size_t>(codes);
+        q += 17 + static_cast<size_t>(codes);
+      }
+    }
+    p += 2 + len;
+  }
+  return {};
+}
+
+bool is_pnm(std::span<const uint8_t> b) {
+  return b.size() >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6');
+}
+
+// stb_image reads a PGM/PPM header's width, height and maximum into an int without an overflow
+// check, and its 16-bit samples (a maximum over 255) overrun its buffer (both found by
+// tests/fuzz/fuzz_image.cpp). The three numbers are read here first the way stb reads them
+// (whitespace and # comments between them): any over INT_MAX, or a maximum over 255, is refused.
+// Returns the problem, or an empty string.
+std::string pnm_problem(std::span<const uint8_t> b) {
+  size_t p = 2;
+  int64_t value = 0;
+  for (int field = 0; field < 3; ++field) {
+    while (p < b.size() && (std::isspace(b[p]) || b[p] == '#')) {
+      if (b[p] == '#') {
+        while (p < b.size() && b[p] != '\n' && b[p] != '\r') ++p;
+      } else {
+        ++p;
+      }
+    }
+    value = 0;
+    for (; p < b.size() && b[p] >= '0' && b[p] <= '9'; ++p) {
+      value = value * 10 + (b[p] - '0');
+      if (value > INT32_MAX) return "a size over 2147483647";
+    }
+  }
+  if (value > 255) return "16-bit samples (maximum " + std::to_string(value) + "), 8-bit expected";
+  return {};
+}
+
+void check_header(std::span<const uint8_t> b, const std::string& what) {
+  if (is_pnm(b)) {
+    const std::string problem = pnm_problem(b);
+    if (!problem.empty()) throw ImageError(what + ": unreadable PGM/PPM header: " + problem);
+  }
+  if (!is_jpeg(b)) return;
+  const std::string problem = jpeg_huffman_problem(b);
+  if (!problem.empty()) throw ImageError(what + ": corrupt JPEG: " + problem);
 }
 
 }  // namespace
@@ -97,6 +187,17 @@ MnistImage mnist_from_gray(const uint8_t* pixels, int w, int h, const std::strin
 
 MnistImage load_digit_image(const std::filesystem::path& path) {
   const std::string what = path.string();
+  {
+    // A JPEG's Huffman tables are checked before stb sees them (check_jpeg).
+    std::ifstream in(path, std::ios::binary);
+    std::array<char, 2> magic{};
+    const std::span<const uint8_t> first(reinterpret_cast<const uint8_t*>(magic.data()), 2);
+    if (in.read(magic.data(), 2) && (is_jpeg(first) || is_pnm(first))) {
+      in.seekg(0);
+      const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+      check_header(bytes, what);
+    }
+  }
   int w = 0, h = 0, channels = 0;
   if (!stbi_info(what.c_str(), &w, &h, &channels)) {
     const char* why = stbi_failure_reason();
@@ -122,6 +223,7 @@ MnistImage load_digit_image(std::span<const uint8_t> encoded, const std::string&
   if (!known_signature(encoded) || encoded.size() > static_cast<size_t>(INT32_MAX)) {
     throw ImageError(what + ": not a PNG, JPEG, PGM/PPM or BMP image");
   }
+  check_header(encoded, what);
   const auto size = static_cast<int>(encoded.size());
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(encoded.data(), size, &w, &h, &channels)) {

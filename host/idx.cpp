@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -53,11 +54,33 @@ uint32_t load_be32(const uint8_t* p) {
   return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
 }
 
-// One open IDX file, raw or gzip. zlib reads a file without the gzip magic transparently, so one
-// code path serves both formats; is_gzip() only decides which checks can run up front.
+// The bytes of one IDX file, raw or gzip, read front to back: from a file (IdxFileStream) or from
+// memory (IdxMemoryStream). Both decide gzip by the 1f 8b magic, and both follow gzread: gzip
+// members one after the other are read as one stream, and bytes after the last member that do not
+// start another are ignored.
 class IdxStream {
  public:
-  explicit IdxStream(const fs::path& path) : path_(path) {
+  virtual ~IdxStream() = default;
+  const std::string& name() const { return name_; }
+  bool is_gzip() const { return gzip_; }
+  int64_t file_size() const { return file_size_; }
+  // Reads up to n bytes; fewer only at the end of the data. A zlib or I/O error throws.
+  virtual int64_t read(uint8_t* dst, int64_t n) = 0;
+
+ protected:
+  std::string name_;
+  int64_t file_size_ = 0;
+  bool gzip_ = false;
+};
+
+[[noreturn]] void fail(const IdxStream& in, const std::string& problem) {
+  throw DataError(in.name() + ": " + problem);
+}
+
+class IdxFileStream final : public IdxStream {
+ public:
+  explicit IdxFileStream(const fs::path& path) {
+    name_ = path.string();
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
     if (status.type() == fs::file_type::not_found) fail(path, "file not found");
@@ -80,12 +103,7 @@ class IdxStream {
     check_zlib();
   }
 
-  const fs::path& path() const { return path_; }
-  bool is_gzip() const { return gzip_; }
-  int64_t file_size() const { return file_size_; }
-
-  // Reads up to n bytes; fewer only at the end of the data. A zlib or I/O error throws.
-  int64_t read(uint8_t* dst, int64_t n) {
+  int64_t read(uint8_t* dst, int64_t n) override {
     int64_t got = 0;
     while (got < n) {
       const auto want = static_cast<unsigned>(std::min(n - got, kChunk));
@@ -108,15 +126,82 @@ class IdxStream {
     int err = Z_OK;
     const char* message = gzerror(file_.get(), &err);
     if (err == Z_OK) return;
-    if (err == Z_ERRNO) fail(path_, std::string("read error: ") + std::strerror(errno));
-    if (err == Z_BUF_ERROR) fail(path_, "corrupt gzip stream: truncated (unexpected end of file)");
-    fail(path_, std::string("corrupt gzip stream: ") + (message ? message : "zlib error"));
+    if (err == Z_ERRNO) fail(*this, std::string("read error: ") + std::strerror(errno));
+    if (err == Z_BUF_ERROR) fail(*this, "corrupt gzip stream: truncated (unexpected end of file)");
+    fail(*this, std::string("corrupt gzip stream: ") + (message ? message : "zlib error"));
   }
 
-  fs::path path_;
   std::unique_ptr<gzFile_s, GzCloser> file_;
-  int64_t file_size_ = 0;
-  bool gzip_ = false;
+};
+
+bool gzip_magic(std::span<const uint8_t> b) { return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b; }
+
+class IdxMemoryStream final : public IdxStream {
+ public:
+  IdxMemoryStream(std::span<const uint8_t> bytes, const std::string& name) : bytes_(bytes) {
+    name_ = name;
+    if (bytes.empty()) fail(*this, "empty file");
+    file_size_ = static_cast<int64_t>(bytes.size());
+    gzip_ = gzip_magic(bytes);
+    if (gzip_) {
+      if (inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) fail(*this, "zlib: out of memory");
+      z_open_ = true;
+      z_.next_in = const_cast<Bytef*>(bytes_.data());
+      z_.avail_in = static_cast<uInt>(std::min<size_t>(bytes_.size(), kChunk));
+    }
+  }
+  ~IdxMemoryStream() override {
+    if (z_open_) inflateEnd(&z_);
+  }
+  IdxMemoryStream(const IdxMemoryStream&) = delete;
+  IdxMemoryStream& operator=(const IdxMemoryStream&) = delete;
+
+  int64_t read(uint8_t* dst, int64_t n) override {
+    if (!gzip_) {
+      const int64_t k = std::min(n, file_size_ - pos_);
+      std::copy_n(bytes_.data() + pos_, k, dst);
+      pos_ += k;
+      return k;
+    }
+    int64_t got = 0;
+    while (got < n && !done_) {
+      refill();
+      z_.next_out = dst + got;
+      z_.avail_out = static_cast<uInt>(std::min(n - got, kChunk));
+      const uInt before = z_.avail_out;
+      const int r = inflate(&z_, Z_NO_FLUSH);
+      got += before - z_.avail_out;
+      if (r == Z_STREAM_END) {
+        // As gzread: another member may follow; anything else after a member is ignored.
+        const size_t at = consumed();
+        if (gzip_magic(bytes_.subspan(at))) {
+          inflateReset(&z_);
+        } else {
+          done_ = true;
+        }
+      } else if (r == Z_BUF_ERROR && z_.avail_in == 0 && consumed() == bytes_.size()) {
+        fail(*this, "corrupt gzip stream: truncated (unexpected end of file)");
+      } else if (r != Z_OK && r != Z_BUF_ERROR) {
+        fail(*this, std::string("corrupt gzip stream: ") + (z_.msg ? z_.msg : "zlib error"));
+      }
+    }
+    return got;
+  }
+
+ private:
+  size_t consumed() const { return static_cast<size_t>(z_.next_in - bytes_.data()); }
+  // avail_in is a uInt: hand the input over in pieces.
+  void refill() {
+    if (z_.avail_in == 0) {
+      z_.avail_in = static_cast<uInt>(std::min<size_t>(bytes_.size() - consumed(), kChunk));
+    }
+  }
+
+  std::span<const uint8_t> bytes_;
+  int64_t pos_ = 0;
+  z_stream z_{};
+  bool z_open_ = false;
+  bool done_ = false;
 };
 
 // Reads the magic and `dims` header fields; returns the fields.
@@ -127,11 +212,11 @@ std::array<uint32_t, dims> read_header(IdxStream& in, uint32_t magic) {
   const int64_t got = in.read(buf.data(), kBytes);
   // A wrong magic says more than a short header (a label file given for images, say).
   if (got >= 4 && load_be32(buf.data()) != magic) {
-    fail(in.path(), "bad magic " + describe_magic(load_be32(buf.data())) + ", expected " +
+    fail(in, "bad magic " + describe_magic(load_be32(buf.data())) + ", expected " +
                         describe_magic(magic));
   }
   if (got < kBytes) {
-    fail(in.path(),
+    fail(in,
          "truncated header: " + std::to_string(got) + " of " + std::to_string(kBytes) + " bytes");
   }
   std::array<uint32_t, dims> fields{};
@@ -146,11 +231,11 @@ std::vector<uint8_t> read_payload(IdxStream& in, int64_t header_bytes, int64_t s
   if (!in.is_gzip()) {
     const int64_t actual = in.file_size() - header_bytes;
     if (actual < size) {
-      fail(in.path(), "truncated data: expected " + expected + " bytes after the header, found " +
+      fail(in, "truncated data: expected " + expected + " bytes after the header, found " +
                           std::to_string(actual));
     }
     if (actual > size) {
-      fail(in.path(), "trailing garbage: " + std::to_string(actual - size) + " bytes after the " +
+      fail(in, "trailing garbage: " + std::to_string(actual - size) + " bytes after the " +
                           expected + " data bytes the header declares");
     }
   }
@@ -165,13 +250,13 @@ std::vector<uint8_t> read_payload(IdxStream& in, int64_t header_bytes, int64_t s
     const int64_t r = in.read(data.data() + got, step);
     got += r;
     if (r < step) {
-      fail(in.path(), "truncated data: expected " + expected + " bytes after the header, found " +
+      fail(in, "truncated data: expected " + expected + " bytes after the header, found " +
                           std::to_string(got));
     }
   }
   uint8_t extra = 0;
   if (in.read(&extra, 1) != 0) {
-    fail(in.path(), "trailing garbage after the " + expected + " data bytes the header declares");
+    fail(in, "trailing garbage after the " + expected + " data bytes the header declares");
   }
   return data;
 }
@@ -221,23 +306,20 @@ Split load_split(const MnistPaths& paths) {
   return split;
 }
 
-}  // namespace
-
-ImageSet read_idx_images(const fs::path& path) {
-  IdxStream in(path);
+ImageSet read_images(IdxStream& in) {
   const auto [count, rows, cols] = read_header<3>(in, kImageMagic);
   if (count == 0 || count > kMaxCount) {
-    fail(path, "implausible header: " + std::to_string(count) + " images (expected 1.." +
+    fail(in, "implausible header: " + std::to_string(count) + " images (expected 1.." +
                    std::to_string(kMaxCount) + ")");
   }
   if (rows == 0 || rows > kMaxSide || cols == 0 || cols > kMaxSide) {
-    fail(path, "implausible header: images of " + std::to_string(rows) + "x" +
+    fail(in, "implausible header: images of " + std::to_string(rows) + "x" +
                    std::to_string(cols) + " (each side must be 1.." + std::to_string(kMaxSide) +
                    ")");
   }
   const int64_t size = int64_t{count} * rows * cols;
   if (size > kMaxPayloadBytes) {
-    fail(path, "implausible header: " + std::to_string(count) + " images of " +
+    fail(in, "implausible header: " + std::to_string(count) + " images of " +
                    std::to_string(rows) + "x" + std::to_string(cols) + " are " +
                    std::to_string(size) + " bytes, over the limit of " +
                    std::to_string(kMaxPayloadBytes));
@@ -250,11 +332,10 @@ ImageSet read_idx_images(const fs::path& path) {
   return set;
 }
 
-LabelSet read_idx_labels(const fs::path& path) {
-  IdxStream in(path);
+LabelSet read_labels(IdxStream& in) {
   const auto [count] = read_header<1>(in, kLabelMagic);
   if (count == 0 || count > kMaxCount) {
-    fail(path, "implausible header: " + std::to_string(count) + " labels (expected 1.." +
+    fail(in, "implausible header: " + std::to_string(count) + " labels (expected 1.." +
                    std::to_string(kMaxCount) + ")");
   }
   LabelSet set;
@@ -263,10 +344,32 @@ LabelSet read_idx_labels(const fs::path& path) {
   const auto bad = std::find_if(set.labels.begin(), set.labels.end(),
                                 [](uint8_t label) { return label > kMaxLabel; });
   if (bad != set.labels.end()) {
-    fail(path, "label at index " + std::to_string(bad - set.labels.begin()) + " is " +
+    fail(in, "label at index " + std::to_string(bad - set.labels.begin()) + " is " +
                    std::to_string(*bad) + ", above " + std::to_string(kMaxLabel));
   }
   return set;
+}
+
+}  // namespace
+
+ImageSet read_idx_images(const fs::path& path) {
+  IdxFileStream in(path);
+  return read_images(in);
+}
+
+LabelSet read_idx_labels(const fs::path& path) {
+  IdxFileStream in(path);
+  return read_labels(in);
+}
+
+ImageSet read_idx_images(std::span<const uint8_t> bytes, const std::string& name) {
+  IdxMemoryStream in(bytes, name);
+  return read_images(in);
+}
+
+LabelSet read_idx_labels(std::span<const uint8_t> bytes, const std::string& name) {
+  IdxMemoryStream in(bytes, name);
+  return read_labels(in);
 }
 
 MnistData load_mnist(const fs::path& dir) {

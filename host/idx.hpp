@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace mg {
@@ -31,6 +33,9 @@ struct LabelSet {
 ImageSet read_idx_images(const std::filesystem::path& path);
 // Magic 0x00000801; then count (u32 big-endian); then the labels, each 0..9.
 LabelSet read_idx_labels(const std::filesystem::path& path);
+// The same from the bytes of a file in memory (raw or gzip); `name` stands for the path in errors.
+ImageSet read_idx_images(std::span<const uint8_t> bytes, const std::string& name);
+LabelSet read_idx_labels(std::span<const uint8_t> bytes, const std::string& name);
 
 // MNIST's 60k train + 10k test combined, train first (70,000 images of 28x28), as the model uses
 // it.

@@ -28,6 +28,44 @@ using nlohmann::json;
 class Listener final : public httplib::Server {
  public:
   void widen_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+  // httplib's own request handling (parser, routes, limits) over a stream in memory.
+  void answer(httplib::Stream& stream) {
+    bool closed = false;
+    process_request(stream, true, closed, [](httplib::Request&) {});
+  }
+};
+
+// A connection in memory: reads come from the request's bytes, writes go to `written`.
+class MemoryStream final : public httplib::Stream {
+ public:
+  explicit MemoryStream(std::string_view in) : in_(in) {}
+  bool is_readable() const override { return true; }
+  bool is_writable() const override { return true; }
+  ssize_t read(char* ptr, size_t size) override {
+    const size_t n = std::min(size, in_.size() - pos_);
+    std::copy_n(in_.data() + pos_, n, ptr);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    written.append(ptr, size);
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 40000;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1";
+    port = 8080;
+  }
+  socket_t socket() const override { return INVALID_SOCKET; }
+
+  std::string written;
+
+ private:
+  std::string_view in_;
+  size_t pos_ = 0;
 };
 
 // httplib's pool with a bounded queue: when max_pending connections already wait for a worker,
@@ -205,6 +243,12 @@ void WebServer::stop() {
   if (!listener_.joinable()) return;
   server_->stop();
   listener_.join();
+}
+
+std::string WebServer::answer(std::string_view request) {
+  MemoryStream stream(request);
+  static_cast<Listener&>(*server_).answer(stream);
+  return std::move(stream.written);
 }
 
 std::string WebServer::url() const {

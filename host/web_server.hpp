@@ -13,6 +13,7 @@
 #include <optional>
 #include <semaphore>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -67,6 +68,11 @@ class WebServer {
   int start();
   void stop();  // waits for the workers; idempotent
   std::string url() const;
+
+  // One HTTP request, given as the bytes a client would send, answered as a connection would be
+  // (httplib's parser, these routes and limits; the connection closes after it), without a
+  // socket: the response's bytes. For tests and tests/fuzz/fuzz_http.cpp.
+  std::string answer(std::string_view request);
 
  private:
   void routes();

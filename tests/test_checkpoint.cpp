@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -222,6 +223,31 @@ TEST(Checkpoint, MidEpochPositionRoundTripsExactly) {
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(bytes.find("epoch_steps_done"), std::string::npos);
   EXPECT_EQ(load_checkpoint(dir / "end.safetensors").meta.epoch_position.steps_done, 0);
+}
+
+// The memory entry point (fuzzed by tests/fuzz/fuzz_safetensors.cpp) reads what the file one
+// reads, and refuses a cut file the same way.
+TEST(Checkpoint, MemoryLoadsAsTheFileDoes) {
+  TempDir dir;
+  const Graph& g = small_graph();
+  const TrainingState s = random_state(g, 4);
+  save_checkpoint(dir / "m.safetensors", g, s, meta_for(g));
+  std::ifstream in(dir / "m.safetensors", std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  const Checkpoint ck = load_checkpoint(bytes, "upload.safetensors");
+  EXPECT_EQ(ck.state.params, s.params);
+  EXPECT_EQ(ck.state.adam_m, s.adam_m);
+  EXPECT_EQ(ck.state.adam_v, s.adam_v);
+  expect_same_meta(ck.meta, load_checkpoint(dir / "m.safetensors").meta);
+  const std::vector<uint8_t> cut(bytes.begin(), bytes.end() - 4);
+  try {
+    load_checkpoint(cut, "upload.safetensors");
+    ADD_FAILURE() << "a cut checkpoint loaded";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("upload.safetensors: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("outside the data section"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Checkpoint, WithoutOptimizerStateLoadsParametersOnly) {

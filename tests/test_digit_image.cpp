@@ -1,5 +1,7 @@
 // Turning an arbitrary digit picture into an MNIST-like 28x28 image.
 #include <gtest/gtest.h>
+#include <vector>
+#include <iterator>
 #include <stb_image_write.h>
 #include <unistd.h>
 
@@ -100,6 +102,54 @@ TEST(DigitImage, BadFilesSayWhatIsWrong) {
   }
   fs::remove(text);
   fs::remove(blank);
+}
+
+// A JPEG whose Huffman table claims more than 256 codes (found by tests/fuzz/fuzz_image.cpp: stb
+// 2.27 writes past its code-length list) is refused before stb decodes it, from memory and from
+// a file, and a good JPEG still loads.
+TEST(DigitImage, RefusesAJpegHuffmanTableOfOver256Codes) {
+  const fs::path bad = fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/regress/image" /
+                       "jpeg_huffman_table_over_256_codes.jpg";
+  std::ifstream in(bad, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(bytes.size(), 100u);
+  for (int from_file = 0; from_file < 2; ++from_file) {
+    try {
+      if (from_file) {
+        load_digit_image(bad);
+      } else {
+        load_digit_image(bytes, "upload");
+      }
+      ADD_FAILURE() << "the JPEG was decoded";
+    } catch (const ImageError& e) {
+      EXPECT_NE(std::string(e.what()).find("corrupt JPEG: a Huffman table (DHT) of "),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  const fs::path good = fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image/item_x3.jpg";
+  EXPECT_NO_THROW(load_digit_image(good));
+}
+
+// A PGM whose width is over INT_MAX (found by tests/fuzz/fuzz_image.cpp: stb's int overflows)
+// is refused before stb reads it; a good PGM still loads.
+TEST(DigitImage, RefusesAPgmSizeOverIntMax) {
+  const fs::path bad =
+      fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/regress/image/pnm_width_over_int_max.pgm";
+  try {
+    load_digit_image(bad);
+    ADD_FAILURE() << "the PGM was decoded";
+  } catch (const ImageError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              bad.string() + ": unreadable PGM/PPM header: a size over 2147483647");
+  }
+  const std::string text = "P5 # a comment\n 1 2\n255\n";
+  EXPECT_THROW(load_digit_image(std::span<const uint8_t>(
+                                    reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                "short"),
+               ImageError);
+  EXPECT_NO_THROW(
+      load_digit_image(fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image/item.pgm"));
 }
 
 }  // namespace

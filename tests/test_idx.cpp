@@ -192,6 +192,55 @@ TEST_F(IdxTest, ReadsALargeGzipFileAcrossChunks) {
   EXPECT_EQ(read_idx_images(path("images.gz")).pixels, pixels);
 }
 
+// The memory entry points (fuzzed by tests/fuzz/fuzz_idx.cpp) read what the file ones read, and
+// refuse what they refuse with the same message, the name standing for the path.
+TEST_F(IdxTest, MemoryReadsAsTheFileDoes) {
+  const Bytes pixels = pattern(2 * 28 * 28, 3);
+  const Bytes labels = {1, 9, 0, 4};
+  write_raw(path("images"), image_file(2, 28, 28, pixels));
+  write_gz(path("images.gz"), image_file(2, 28, 28, pixels));
+  write_gz(path("labels.gz"), label_file(labels));
+  for (const char* name : {"images", "images.gz"}) {
+    const ImageSet from_file = read_idx_images(path(name));
+    const ImageSet from_memory = read_idx_images(read_all(path(name)), "upload");
+    EXPECT_EQ(from_memory.pixels, from_file.pixels) << name;
+    EXPECT_EQ(from_memory.count, 2);
+    EXPECT_EQ(from_memory.rows, 28);
+  }
+  EXPECT_EQ(read_idx_labels(read_all(path("labels.gz")), "upload").labels, labels);
+
+  // Two gzip members read as one stream, as gzread does; bytes after the last member are ignored.
+  Bytes gz = read_all(path("images.gz"));
+  const size_t half = 16 + 28 * 28;
+  const Bytes whole = image_file(2, 28, 28, pixels);
+  write_gz(path("a.gz"), Bytes(whole.begin(), whole.begin() + static_cast<long>(half)));
+  write_gz(path("b.gz"), Bytes(pixels.begin() + 28 * 28, pixels.end()));
+  Bytes two = read_all(path("a.gz"));
+  const Bytes b = read_all(path("b.gz"));
+  two.insert(two.end(), b.begin(), b.end());
+  write_raw(path("two.gz"), two);
+  EXPECT_EQ(read_idx_images(two, "two").pixels, read_idx_images(path("two.gz")).pixels);
+  EXPECT_EQ(read_idx_images(two, "two").pixels, pixels);
+
+  // Cut short: the same error as from the file, with the name in place of the path.
+  const Bytes cut(gz.begin(), gz.end() - 30);
+  write_raw(path("cut.gz"), cut);
+  std::string file_error, memory_error;
+  try {
+    read_idx_images(path("cut.gz"));
+  } catch (const DataError& e) {
+    file_error = e.what();
+  }
+  try {
+    read_idx_images(cut, path("cut.gz").string());
+  } catch (const DataError& e) {
+    memory_error = e.what();
+  }
+  EXPECT_FALSE(file_error.empty());
+  EXPECT_EQ(memory_error, file_error);
+  EXPECT_THROW(read_idx_images(Bytes{}, "empty"), DataError);
+}
+
 TEST_F(IdxTest, LoadMnistCombinesTrainThenTest) {
   const Bytes train_pixels = pattern(3 * 784, 10), test_pixels = pattern(2 * 784, 20);
   const Bytes train_labels = {5, 0, 4}, test_labels = {7, 2};

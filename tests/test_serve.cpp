@@ -362,6 +362,38 @@ TEST_F(ServerTest, AnswersAGoodPicture) {
   EXPECT_EQ(body(r2)["input"], j["input"]);
 }
 
+// WebServer::answer (tests/fuzz/fuzz_http.cpp) goes through the same parser and routes as a
+// socket: the same status lines and bodies, the limits included.
+TEST_F(ServerTest, AnswerInMemoryMatchesTheSocket) {
+  start();
+  auto status_and_body = [](const std::string& response) {
+    const size_t end = response.find("\r\n");
+    const size_t body = response.find("\r\n\r\n");
+    return std::pair{response.substr(0, end),
+                     body == std::string::npos ? "" : response.substr(body + 4)};
+  };
+  const std::string png = png_of(60, 60, 2);
+  for (const std::string& request : std::vector<std::string>{
+           std::string("GET /api/model HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        std::string("GET /api/model HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+        std::string("GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 2\r\nConnection: close\r\n\r\nhi",
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        "Content-Length: 99999999\r\nConnection: close\r\n\r\n"}) {
+    const auto [socket_status, socket_body] = status_and_body(raw(request));
+    const auto [memory_status, memory_body] = status_and_body(server_->answer(request));
+    EXPECT_EQ(memory_status, socket_status) << request;
+    EXPECT_EQ(memory_body, socket_body) << request;
+  }
+  const std::string post = "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                           "image/png\r\nContent-Length: " +
+                           std::to_string(png.size()) + "\r\n\r\n" + png;
+  const auto [status, answer] = status_and_body(server_->answer(post));
+  EXPECT_EQ(status, "HTTP/1.1 200 OK");
+  EXPECT_EQ(json::parse(answer)["input"].size(), 784u);
+}
+
 TEST_F(ServerTest, NamesFashionClasses) {
   std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};

