@@ -8,6 +8,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -97,11 +98,12 @@ bool is_pnm(std::span<const uint8_t> b) {
 // check, and its 16-bit samples (a maximum over 255) overrun its buffer (both found by
 // tests/fuzz/fuzz_image.cpp). The three numbers are read here first the way stb reads them
 // (whitespace and # comments between them): any over INT_MAX, or a maximum over 255, is refused.
-// Returns the problem, or an empty string.
+// So is a file shorter than its samples (a few bytes claiming a huge picture: stb would allocate
+// it all and fill it with zeros). Returns the problem, or an empty string.
 std::string pnm_problem(std::span<const uint8_t> b) {
   size_t p = 2;
-  int64_t value = 0;
-  for (int field = 0; field < 3; ++field) {
+  int64_t fields[3] = {0, 0, 0};
+  for (int64_t& value : fields) {
     while (p < b.size() && (std::isspace(b[p]) || b[p] == '#')) {
       if (b[p] == '#') {
         while (p < b.size() && b[p] != '\n' && b[p] != '\r') ++p;
@@ -109,13 +111,53 @@ std::string pnm_problem(std::span<const uint8_t> b) {
         ++p;
       }
     }
-    value = 0;
     for (; p < b.size() && b[p] >= '0' && b[p] <= '9'; ++p) {
       value = value * 10 + (b[p] - '0');
       if (value > INT32_MAX) return "a size over 2147483647";
     }
   }
-  if (value > 255) return "16-bit samples (maximum " + std::to_string(value) + "), 8-bit expected";
+  if (fields[2] > 255) {
+    return "16-bit samples (maximum " + std::to_string(fields[2]) + "), 8-bit expected";
+  }
+  if (fields[0] > kMaxSide || fields[1] > kMaxSide) return {};  // refused by the size check
+  const int64_t samples = fields[0] * fields[1] * (b[1] == '6' ? 3 : 1);
+  if (samples > static_cast<int64_t>(b.size())) {
+    return std::to_string(fields[0]) + "x" + std::to_string(fields[1]) + " needs " +
+           std::to_string(samples) + " bytes of samples, the file has " +
+           std::to_string(b.size()) + " bytes in all (truncated?)";
+  }
+  return {};
+}
+
+bool is_bmp(std::span<const uint8_t> b) { return b.size() >= 2 && b[0] == 'B' && b[1] == 'M'; }
+
+// A BMP stb_image decodes is uncompressed (it has no RLE), so a file shorter than its header's
+// rows cannot be whole; stb would still allocate the full picture (a 54-byte file can claim
+// 13824 x 10240, found by tests/fuzz/fuzz_image.cpp) and fill it with zeros. Such a file is
+// refused before stb sees it. Returns the problem, or an empty string.
+std::string bmp_problem(std::span<const uint8_t> b) {
+  auto u16 = [&](size_t at) { return static_cast<uint32_t>(b[at] | (b[at + 1] << 8)); };
+  auto u32 = [&](size_t at) { return u16(at) | (u16(at + 2) << 16); };
+  if (b.size() < 26) return {};  // stb refuses it itself
+  const uint32_t info_size = u32(14);
+  int64_t w = 0, h = 0, bpp = 0;
+  if (info_size == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    w = u16(18), h = u16(20), bpp = u16(24);
+  } else {
+    if (b.size() < 30) return {};
+    w = static_cast<int32_t>(u32(18));
+    h = static_cast<int32_t>(u32(22));
+    bpp = u16(28);
+  }
+  if (w <= 0 || h == 0 || bpp <= 0) return {};  // stb refuses these itself
+  const int64_t rows = std::abs(h);  // a negative height is a top-down picture
+  if (w > kMaxSide || rows > kMaxSide) return {};  // refused by the size check
+  const int64_t stride = (w * bpp + 31) / 32 * 4;
+  if (stride * rows > static_cast<int64_t>(b.size())) {
+    return std::to_string(w) + "x" + std::to_string(rows) + " at " + std::to_string(bpp) +
+           " bits needs " + std::to_string(stride * rows) + " bytes of pixels, the file has " +
+           std::to_string(b.size()) + " bytes in all (truncated?)";
+  }
   return {};
 }
 
@@ -123,6 +165,10 @@ void check_header(std::span<const uint8_t> b, const std::string& what) {
   if (is_pnm(b)) {
     const std::string problem = pnm_problem(b);
     if (!problem.empty()) throw ImageError(what + ": unreadable PGM/PPM header: " + problem);
+  }
+  if (is_bmp(b)) {
+    const std::string problem = bmp_problem(b);
+    if (!problem.empty()) throw ImageError(what + ": unreadable BMP: " + problem);
   }
   if (!is_jpeg(b)) return;
   const std::string problem = jpeg_huffman_problem(b);
@@ -188,11 +234,12 @@ MnistImage mnist_from_gray(const uint8_t* pixels, int w, int h, const std::strin
 MnistImage load_digit_image(const std::filesystem::path& path) {
   const std::string what = path.string();
   {
-    // A JPEG's Huffman tables are checked before stb sees them (check_jpeg).
+    // JPEG Huffman tables and PGM/PPM and BMP headers are checked before stb sees them
+    // (check_header).
     std::ifstream in(path, std::ios::binary);
     std::array<char, 2> magic{};
     const std::span<const uint8_t> first(reinterpret_cast<const uint8_t*>(magic.data()), 2);
-    if (in.read(magic.data(), 2) && (is_jpeg(first) || is_pnm(first))) {
+    if (in.read(magic.data(), 2) && (is_jpeg(first) || is_pnm(first) || is_bmp(first))) {
       in.seekg(0);
       const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
       check_header(bytes, what);

@@ -152,5 +152,37 @@ TEST(DigitImage, RefusesAPgmSizeOverIntMax) {
       load_digit_image(fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image/item.pgm"));
 }
 
+// A file shorter than the pixels its header claims is refused before stb allocates the picture
+// (tests/fuzz/fuzz_image.cpp found a 54-byte BMP claiming 13824 x 10240); whole files still decode.
+TEST(DigitImage, RefusesAFileShorterThanItsPixels) {
+  const fs::path bmp = fs::path(MNIST_GPU_SOURCE_DIR) /
+                       "tests/fuzz/regress/image/bmp_54_bytes_claims_13824x10240.bmp";
+  try {
+    load_digit_image(bmp);
+    ADD_FAILURE() << "the BMP was decoded";
+  } catch (const ImageError& e) {
+    EXPECT_EQ(std::string(e.what()), bmp.string() +
+                                         ": unreadable BMP: 13824x10240 at 24 bits needs "
+                                         "424673280 bytes of pixels, the file has 54 bytes in "
+                                         "all (truncated?)");
+  }
+  const std::string pgm = "P5 300 200 255\n" + std::string(1000, '\x80');
+  try {
+    load_digit_image(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pgm.data()),
+                                              pgm.size()),
+                     "upload");
+    ADD_FAILURE() << "the PGM was decoded";
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("upload: unreadable PGM/PPM header: 300x200 needs 60000"),
+              std::string::npos)
+        << e.what();
+  }
+  for (const char* name : {"item.bmp", "item.pgm", "item.ppm"}) {
+    EXPECT_NO_THROW(
+        load_digit_image(fs::path(MNIST_GPU_SOURCE_DIR) / "tests/fuzz/corpus/image" / name))
+        << name;
+  }
+}
+
 }  // namespace
 }  // namespace mg
