@@ -120,11 +120,13 @@ std::string pnm_problem(std::span<const uint8_t> b) {
     return "16-bit samples (maximum " + std::to_string(fields[2]) + "), 8-bit expected";
   }
   if (fields[0] > kMaxSide || fields[1] > kMaxSide) return {};  // refused by the size check
+  // The samples start after the one whitespace byte that ends the header, as stb reads them.
+  const int64_t header = static_cast<int64_t>(p) + 1;
   const int64_t samples = fields[0] * fields[1] * (b[1] == '6' ? 3 : 1);
-  if (samples > static_cast<int64_t>(b.size())) {
+  if (header + samples > static_cast<int64_t>(b.size())) {
     return std::to_string(fields[0]) + "x" + std::to_string(fields[1]) + " needs " +
-           std::to_string(samples) + " bytes of samples, the file has " +
-           std::to_string(b.size()) + " bytes in all (truncated?)";
+           std::to_string(samples) + " bytes of samples after its " + std::to_string(header) +
+           "-byte header, the file has " + std::to_string(b.size()) + " bytes (truncated?)";
   }
   return {};
 }
@@ -153,10 +155,12 @@ std::string bmp_problem(std::span<const uint8_t> b) {
   const int64_t rows = std::abs(h);  // a negative height is a top-down picture
   if (w > kMaxSide || rows > kMaxSide) return {};  // refused by the size check
   const int64_t stride = (w * bpp + 31) / 32 * 4;
-  if (stride * rows > static_cast<int64_t>(b.size())) {
+  const int64_t header = 14 + info_size;  // the file header and the info header, at the least
+  if (header + stride * rows > static_cast<int64_t>(b.size())) {
     return std::to_string(w) + "x" + std::to_string(rows) + " at " + std::to_string(bpp) +
-           " bits needs " + std::to_string(stride * rows) + " bytes of pixels, the file has " +
-           std::to_string(b.size()) + " bytes in all (truncated?)";
+           " bits needs " + std::to_string(stride * rows) + " bytes of pixels after its " +
+           std::to_string(header) + "-byte headers, the file has " + std::to_string(b.size()) +
+           " bytes (truncated?)";
   }
   return {};
 }

@@ -578,7 +578,7 @@ TEST_F(BadFile, BadMetadata) {
 TEST_F(BadFile, BadTensors) {
   expect_header_error(
       [](json& h) { h["conv2d.weight"]["dtype"] = "F16"; },
-      "tensor 'conv2d.weight' has dtype \"F16\"; mnist_gpu checkpoints hold F32 only");
+      "tensor 'conv2d.weight' has dtype \"F16\"; mnist_gpu's tensors are F32");
   expect_header_error([](json& h) { h["dense.bias"]["dtype"] = "Q7"; },
                       "tensor 'dense.bias' has dtype \"Q7\"");
   expect_header_error([](json& h) { h["dense.bias"].erase("dtype"); },

@@ -163,8 +163,8 @@ TEST(DigitImage, RefusesAFileShorterThanItsPixels) {
   } catch (const ImageError& e) {
     EXPECT_EQ(std::string(e.what()), bmp.string() +
                                          ": unreadable BMP: 13824x10240 at 24 bits needs "
-                                         "424673280 bytes of pixels, the file has 54 bytes in "
-                                         "all (truncated?)");
+                                         "424673280 bytes of pixels after its 54-byte headers, "
+                                         "the file has 54 bytes (truncated?)");
   }
   const std::string pgm = "P5 300 200 255\n" + std::string(1000, '\x80');
   try {
@@ -173,7 +173,8 @@ TEST(DigitImage, RefusesAFileShorterThanItsPixels) {
                      "upload");
     ADD_FAILURE() << "the PGM was decoded";
   } catch (const ImageError& e) {
-    EXPECT_NE(std::string(e.what()).find("upload: unreadable PGM/PPM header: 300x200 needs 60000"),
+    EXPECT_NE(std::string(e.what()).find("upload: unreadable PGM/PPM header: 300x200 needs 60000 bytes of samples after "
+                                   "its 15-byte header, the file has 1015 bytes"),
               std::string::npos)
         << e.what();
   }
