@@ -49,22 +49,22 @@ cmp "$work/b/checkpoint.safetensors" "$work/c/checkpoint.safetensors" || fail "r
 
 echo "== resume with --weight-decay and --l2: saved, kept, and still bit for bit"
 reg="--weight-decay 0.004 --l2 0.0005"
-"$bin" train --device cpu --data "$data" --model $model --epochs 2 $reg --out "$work/d" >/dev/null
-"$bin" train --device cpu --data "$data" --model $model --epochs 1 $reg --out "$work/e" >/dev/null
-"$bin" train --device cpu --data "$data" --epochs 2 --resume "$work/e/checkpoint.safetensors" --out "$work/f" >/dev/null
-cmp "$work/d/checkpoint.safetensors" "$work/f/checkpoint.safetensors" || fail "resumed regularized checkpoint differs"
-head -n 1 "$work/d/history.csv" | grep -qx 'epoch,accuracy,l2_loss,loss,lr,val_accuracy,val_l2_loss,val_loss' ||
-  fail "history.csv lacks the l2 columns: $(head -n 1 "$work/d/history.csv")"
-cmp "$work/d/history.csv" "$work/f/history.csv" || fail "resumed history.csv differs"
-if "$bin" train --device cpu --data "$data" --epochs 3 --l2 0.001 --resume "$work/e/checkpoint.safetensors" --out "$work/g" 2>"$work/err"; then
+"$bin" train --device cpu --data "$data" --model $model --epochs 2 $reg --out "$work/reg-d" >/dev/null
+"$bin" train --device cpu --data "$data" --model $model --epochs 1 $reg --out "$work/reg-e" >/dev/null
+"$bin" train --device cpu --data "$data" --epochs 2 --resume "$work/reg-e/checkpoint.safetensors" --out "$work/reg-f" >/dev/null
+cmp "$work/reg-d/checkpoint.safetensors" "$work/reg-f/checkpoint.safetensors" || fail "resumed regularized checkpoint differs"
+head -n 1 "$work/reg-d/history.csv" | grep -qx 'epoch,accuracy,l2_loss,loss,lr,val_accuracy,val_l2_loss,val_loss' ||
+  fail "history.csv lacks the l2 columns: $(head -n 1 "$work/reg-d/history.csv")"
+cmp "$work/reg-d/history.csv" "$work/reg-f/history.csv" || fail "resumed history.csv differs"
+if "$bin" train --device cpu --data "$data" --epochs 3 --l2 0.001 --resume "$work/reg-e/checkpoint.safetensors" --out "$work/reg-g" 2>"$work/err"; then
   fail "resumed with another --l2"
 fi
 grep -q -- "--l2 differs from the checkpoint's" "$work/err" || fail "no clear message: $(cat "$work/err")"
-if "$bin" train --device cpu --data "$data" --epochs 1 --weight-decay -1 --out "$work/h" 2>"$work/err"; then
+if "$bin" train --device cpu --data "$data" --epochs 1 --weight-decay -1 --out "$work/reg-h" 2>"$work/err"; then
   fail "took a negative --weight-decay"
 fi
 grep -q -- "--weight-decay must be a finite number >= 0" "$work/err" || fail "no clear message: $(cat "$work/err")"
-[ ! -e "$work/h" ] || fail "a refused run left a folder"
+[ ! -e "$work/reg-h" ] || fail "a refused run left a folder"
 
 echo "== eval"
 "$bin" eval "$work/b/checkpoint.safetensors" --device cpu --data "$data" --out "$work/eval" | tee "$work/eval.log"
