@@ -6,6 +6,9 @@
 #
 # Usage: tools/fuzz.sh [SECONDS] [TARGET...]     (default: 600 s each, every target)
 # Environment: MG_FUZZ_BUILD (default build-fuzz), MG_FUZZ_OUT (default build-fuzz/findings),
+#              MG_FUZZ_RUNS=N (each target runs N inputs with the fixed -seed=1 instead of for
+#              SECONDS: a repeatable run, as CI's; from a fresh build-fuzz/corpus it always tries
+#              the same inputs),
 #              CXX (default clang++-14, else clang++).
 # New inputs the fuzzer finds interesting go to build-fuzz/corpus/<target>/ (not committed).
 set -euo pipefail
@@ -43,12 +46,14 @@ for t in "${targets[@]}"; do
   dict=()
   [[ -f $repo_root/tests/fuzz/dict/$t.dict ]] && dict=("-dict=$repo_root/tests/fuzz/dict/$t.dict")
   log="$findings/$t.log"
-  echo "fuzz: $t for $seconds s (log $log)"
+  echo "fuzz: $t for ${MG_FUZZ_RUNS:+$MG_FUZZ_RUNS inputs (-seed=1)}${MG_FUZZ_RUNS:-$seconds s} (log $log)"
   # -timeout: an input taking over 10 s is a hang; -rss_limit_mb: a reader asking for more than
   # 2.5 GB is a finding (every reader's limits are far below it). The first directory collects
   # new inputs; the seeds are read from the second.
   rc=0
-  "$build_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -max_len=65536 \
+  limit=(-max_total_time="$seconds")
+  [[ -n ${MG_FUZZ_RUNS:-} ]] && limit=(-runs="$MG_FUZZ_RUNS" -seed=1)
+  "$build_dir/tests/fuzz/fuzz_$t" "${limit[@]}" -timeout=10 -rss_limit_mb=2560 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$findings/$t/" "${dict[@]}" \
     "$corpus" "$repo_root/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
