@@ -89,6 +89,13 @@ void check_model_gradient(DoubleNet& net, int64_t n, const std::vector<int64_t>&
   EXPECT_LE(skipped, static_cast<int>(which.size()) / 10) << "too many kinks to trust the check";
 }
 
+// Every index of the flat parameter buffer, the moving statistics' tail included.
+std::vector<int64_t> every_param(const Graph& g) {
+  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
+  std::iota(all.begin(), all.end(), 0);
+  return all;
+}
+
 void fill_batch(DoubleNet& net, int64_t n, uint64_t seed) {
   const auto x = test::random_vector(n * net.graph().input().size(), seed, 0.0, 1.0);
   std::copy(x.begin(), x.end(), net.input());
@@ -104,8 +111,7 @@ TEST(ModelGradient, SmallModelEveryParameterWithDropout) {
   for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));  // nonzero biases
   net.counters()[kStepCounter] = 5;  // a step whose masks drop some of these few elements
   fill_batch(net, 3, 7);
-  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
-  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> all = every_param(g);
   check_model_gradient(net, 3, all);
 }
 
@@ -121,8 +127,7 @@ TEST(ModelGradient, KernelSizesPaddingsAndTheReluLayer) {
     for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));
     net.counters()[kStepCounter] = 2;
     fill_batch(net, 3, 8);
-    std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
-    std::iota(all.begin(), all.end(), 0);
+    const std::vector<int64_t> all = every_param(g);
     SCOPED_TRACE(spec);
     check_model_gradient(net, 3, all);
   }
@@ -139,8 +144,7 @@ TEST(ModelGradient, L2PenaltyOnKernelsOnly) {
   for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.01 * std::sin(double(i));
   net.counters()[kStepCounter] = 3;
   fill_batch(net, 3, 9);
-  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
-  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> all = every_param(g);
   check_model_gradient(net, 3, all);
 
   // The term itself: exactly 2 l2 w added on kernels, biases untouched.
@@ -181,8 +185,7 @@ TEST(ModelGradient, BatchNormalizationAfterConvAndDense) {
     for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.05 * std::sin(double(i));
     net.counters()[kStepCounter] = 3;
     fill_batch(net, c.n, 31);
-    std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
-    std::iota(all.begin(), all.end(), 0);
+    const std::vector<int64_t> all = every_param(g);
     SCOPED_TRACE(c.spec);
     check_model_gradient(net, c.n, all);
     net.forward(c.n, true);
@@ -206,8 +209,7 @@ TEST(ModelGradient, BatchNormalizationWithL2) {
   for (int64_t i = 0; i < g.param_count(); ++i) net.params()[i] += 0.05 * std::sin(double(i));
   net.counters()[kStepCounter] = 3;
   fill_batch(net, 3, 17);
-  std::vector<int64_t> all(static_cast<size_t>(g.param_count()));
-  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> all = every_param(g);
   check_model_gradient(net, 3, all);
 
   net.forward(3, true);
