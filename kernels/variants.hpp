@@ -65,8 +65,8 @@ struct KernelVariants {
   std::string label() const {
     bool same = true;
     for (const int v : of) same = same && v == of[0];
-    if (same) return "v" + std::to_string(of[0]);
     std::string s = "v";
+    if (same) return s.append(std::to_string(of[0]));
     for (const int v : of) s += std::to_string(v);
     return s;
   }
