@@ -351,18 +351,19 @@ struct DropoutKey {
 };
 
 // Inverted dropout (Keras): kept elements are scaled by 1/(1-rate). y may alias x. One Philox
-// block serves four consecutive elements (philox_draw's lanes).
+// block serves eight consecutive elements, 16 bits each (dropout_keep in kernels/philox.cuh).
 template <class T>
 void dropout_forward(const T* x, T* y, int64_t count, const DropoutKey& k) {
   const T scale = T(1) / (T(1) - T(k.rate));
-  const int64_t blocks = (count + 3) / 4;
+  const uint32_t threshold = dropout_threshold(k.rate);
+  const int64_t blocks = (count + kDropoutLanes - 1) / kDropoutLanes;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const Philox4 r = philox_block(k.seed, RngStream::kDropout, k.layer, k.step, static_cast<uint64_t>(b));
-    for (int64_t lane = 0; lane < 4 && 4 * b + lane < count; ++lane) {
-      const int64_t i = 4 * b + lane;
+    for (int lane = 0; lane < kDropoutLanes && kDropoutLanes * b + lane < count; ++lane) {
+      const int64_t i = kDropoutLanes * b + lane;
       const T v = x[i] * scale;  // unconditional, so the mask is a select, not a branch
-      y[i] = uniform_from_bits(r.v[lane]) >= k.rate ? v : T(0);
+      y[i] = dropout_bits(r, lane) >= threshold ? v : T(0);
     }
   }
 }

@@ -5,10 +5,14 @@
 //
 // Keying convention (the only place it is written down):
 //   key     = seed (64 bits, low word first)
-//   counter = {element_index / 4 (low), element_index / 4 (high), step, (stream << 16) | layer}
-//   lane    = element_index % 4 selects one of the four 32-bit outputs.
+//   counter = {block (low), block (high), step, (stream << 16) | layer}
+//   32-bit draws (weights, shuffle, augmentation): block = element_index / 4, and
+//     lane = element_index % 4 selects one of the four 32-bit outputs.
+//   16-bit draws (dropout): block = element_index / 8, and lane = element_index % 8 selects
+//     16 bits: bits [16 (lane % 2), 16 (lane % 2) + 16) of output lane / 2.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -43,7 +47,8 @@ MG_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   return ctr;
 }
 
-// The Philox block holding elements 4*block .. 4*block+3 of one stream.
+// Block number `block` of one stream: elements 4*block .. 4*block+3 of a 32-bit draw, or
+// 8*block .. 8*block+7 of a dropout mask.
 MG_HOST_DEVICE Philox4 philox_block(uint64_t seed, RngStream stream, uint32_t layer, uint64_t step,
                                     uint64_t block) {
   const Philox4 ctr{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
@@ -63,10 +68,30 @@ MG_HOST_DEVICE float uniform_from_bits(uint32_t bits) {
   return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
 }
 
-// Inverted dropout keeps an element when its uniform draw is at least the drop rate.
+// Dropout draws 16 bits an element, so one Philox block serves eight elements: the mask costs a
+// quarter of a Philox evaluation per element, not one. An element is kept when its 16 bits, read
+// as an integer u in [0, 65536), are at least dropout_threshold(rate) = ceil(rate * 65536), that
+// is when u / 65536 >= rate: the kept fraction is (65536 - threshold) / 65536, exactly 1 - rate
+// for rates that are multiples of 2^-16 (0.25, 0.5) and within 2^-16 of it for any other.
+// rate * 65536 is exact in float (a power-of-two scaling), so every backend computes the same
+// threshold.
+inline constexpr int kDropoutLanes = 8;
+
+MG_HOST_DEVICE uint32_t dropout_threshold(float rate) {
+  return static_cast<uint32_t>(ceilf(rate * 65536.0f));
+}
+
+// The 16 bits of lane 0..7 of a dropout block.
+MG_HOST_DEVICE uint32_t dropout_bits(const Philox4& block, int lane) {
+  return (block.v[lane >> 1] >> ((lane & 1) * 16)) & 0xFFFFu;
+}
+
+// Inverted dropout keeps element `index` of (seed, layer, step) when its draw is at least the
+// threshold.
 MG_HOST_DEVICE bool dropout_keep(uint64_t seed, uint32_t layer, uint64_t step, uint64_t index,
                                  float rate) {
-  return uniform_from_bits(philox_draw(seed, RngStream::kDropout, layer, step, index)) >= rate;
+  const Philox4 r = philox_block(seed, RngStream::kDropout, layer, step, index / kDropoutLanes);
+  return dropout_bits(r, static_cast<int>(index % kDropoutLanes)) >= dropout_threshold(rate);
 }
 
 }  // namespace mg

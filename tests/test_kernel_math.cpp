@@ -233,9 +233,9 @@ TEST(KernelMath, DropoutMaskAndScaleEqualTheReferenceExactly) {
         Floats ref(x.size(), kNaN), got(x.size(), kNaN);
         cpu::dropout_forward(x.data(), ref.data(), count, key);
         const float scale = kern::dropout_scale<float>(rate);
-        for (int64_t q = 0; q < kern::dropout_quads(count); ++q)
-          kern::dropout_quad(x.data(), got.data(), count, q, key.seed, key.layer, key.step, rate,
-                             scale);
+        for (int64_t b = 0; b < kern::dropout_blocks(count); ++b)
+          kern::dropout_block(x.data(), got.data(), count, b, key.seed, key.layer, key.step,
+                              dropout_threshold(rate), scale);
         EXPECT_EQ(got, ref) << "count=" << count << " rate=" << rate << " step=" << step;
         // The mask is dropout_keep's, element by element.
         for (int64_t i = 0; i < count; ++i) {
@@ -258,11 +258,11 @@ TEST(KernelMath, DropoutInPlaceEqualsOutOfPlace) {
   const int64_t count = 1003;
   const Floats x = random_floats(count, 12);
   Floats out(x.size(), kNaN), in_place = x;
-  for (int64_t q = 0; q < kern::dropout_quads(count); ++q) {
-    kern::dropout_quad(x.data(), out.data(), count, q, 7, 1, 2, 0.3f,
-                       kern::dropout_scale<float>(0.3f));
-    kern::dropout_quad(in_place.data(), in_place.data(), count, q, 7, 1, 2, 0.3f,
-                       kern::dropout_scale<float>(0.3f));
+  for (int64_t b = 0; b < kern::dropout_blocks(count); ++b) {
+    kern::dropout_block(x.data(), out.data(), count, b, 7, 1, 2, dropout_threshold(0.3f),
+                        kern::dropout_scale<float>(0.3f));
+    kern::dropout_block(in_place.data(), in_place.data(), count, b, 7, 1, 2,
+                        dropout_threshold(0.3f), kern::dropout_scale<float>(0.3f));
   }
   EXPECT_EQ(in_place, out);
 }

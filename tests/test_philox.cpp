@@ -39,6 +39,26 @@ TEST(Philox, DrawIsKeyedByEveryField) {
     EXPECT_EQ(philox_draw(42, RngStream::kDropout, 3, 7, 1000 + lane), block.v[lane]);
 }
 
+TEST(Philox, DropoutTakesSixteenBitsAnElementEightToABlock) {
+  // Elements 8k..8k+7 share block k: element 8k+j takes bits 16 (j % 2) .. of word j / 2.
+  const Philox4 block = philox4x32_10({{125, 0, 7, (1u << 16) | 3u}}, 42, 0);
+  for (int j = 0; j < 8; ++j) {
+    const uint32_t bits = (block.v[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+    EXPECT_EQ(dropout_bits(block, j), bits) << j;
+    // Kept exactly when the bits reach the threshold: test a threshold on each side of them.
+    const float below = static_cast<float>(bits) / 65536.0f;
+    const float above = static_cast<float>(bits + 1) / 65536.0f;
+    EXPECT_TRUE(dropout_keep(42, 3, 7, 1000 + static_cast<uint64_t>(j), below)) << j;
+    EXPECT_FALSE(dropout_keep(42, 3, 7, 1000 + static_cast<uint64_t>(j), above)) << j;
+  }
+  // The threshold is ceil(rate * 65536), exact for every float rate.
+  EXPECT_EQ(dropout_threshold(0.0f), 0u);
+  EXPECT_EQ(dropout_threshold(0.25f), 16384u);
+  EXPECT_EQ(dropout_threshold(0.5f), 32768u);
+  EXPECT_EQ(dropout_threshold(0.3f), 19661u);  // 0.3f * 65536 = 19660.8...
+  EXPECT_EQ(dropout_threshold(0.99999f), 65536u);  // keeps nothing, as u / 65536 >= 0.99999
+}
+
 TEST(Philox, UniformAndDropoutRate) {
   EXPECT_EQ(uniform_from_bits(0), 0.0f);
   EXPECT_LT(uniform_from_bits(0xffffffffu), 1.0f);
