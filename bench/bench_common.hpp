@@ -39,11 +39,13 @@ struct Peak {
 //   gather/forward                      the batch: uint8 images by index, scaled to [0, 1]
 //   train_step                          Network<>::train_step, everything above plus Adam
 //   adam/update                         (no batch: the update is over the parameters)
-enum class OpKind { kLayer, kSoftmaxXent, kGather, kTrainStep, kAdam };
+//   <conv>+<pool>/forward, .../backward  a conv and the pool after it as one op, where the
+//                                       backend fuses them in training (CPU)
+enum class OpKind { kLayer, kSoftmaxXent, kGather, kTrainStep, kAdam, kConvPool };
 
 struct BenchOp {
   OpKind kind = OpKind::kLayer;
-  size_t layer = 0;  // kLayer: index into Graph::layers()
+  size_t layer = 0;  // kLayer: index into Graph::layers(); kConvPool: the conv's (the pool's + 1)
   Pass pass = Pass::kForward;
   std::string name;
 };
@@ -69,6 +71,22 @@ inline std::vector<BenchOp> step_ops(const Graph& g) {
 
 inline BenchOp adam_op() { return {OpKind::kAdam, 0, Pass::kForward, "adam/update"}; }
 
+// The fused conv + pool ops of a network whose training step fuses them, forward then backward.
+template <class Net>
+std::vector<BenchOp> conv_pool_ops(const Net& net) {
+  std::vector<BenchOp> ops;
+  const auto& layers = net.graph().layers();
+  for (const Pass pass : {Pass::kForward, Pass::kBackward}) {
+    for (size_t i = 0; i + 1 < layers.size(); ++i) {
+      if (!net.fused_with_pool(i)) continue;
+      const std::string name = layers[i].name + "+" + layers[i + 1].name;
+      ops.push_back({OpKind::kConvPool, i, pass,
+                     name + (pass == Pass::kForward ? "/forward" : "/backward")});
+    }
+  }
+  return ops;
+}
+
 inline OpCost op_cost(const Graph& g, const BenchOp& op, int64_t n) {
   switch (op.kind) {
     case OpKind::kLayer:
@@ -81,6 +99,8 @@ inline OpCost op_cost(const Graph& g, const BenchOp& op, int64_t n) {
       return train_step_cost(g, n);
     case OpKind::kAdam:
       return adam_cost(g.param_count());
+    case OpKind::kConvPool:
+      return conv_pool_cost(g.layers()[op.layer], g.layers()[op.layer + 1], n, op.pass);
   }
   return {};
 }

@@ -1,5 +1,7 @@
-// The CPU rows of bench_kernels: every op of the training step through CpuBackend<float>, as
-// Network<> calls it, at every batch size of kBatchSizes.
+// The CPU rows of bench_kernels: every op of the training step through CpuFastBackend (the
+// backend `mnist_gpu train --device cpu` uses), as Network<> calls it, at every batch size of
+// kBatchSizes: each layer's own forward and backward (what inference, and training where nothing
+// is fused, run) and the fused conv + pool ops that training runs instead of the pairs.
 //
 // How an op is timed: a Network at the batch size holds real weights (Glorot, seed 42) and the
 // activations and gradients of one real step on a random batch. Before every timed call the op's
@@ -23,13 +25,13 @@
 #define MG_BENCH_HAVE_CLFLUSH 0
 #endif
 
-#include "engine/cpu_backend.hpp"
+#include "engine/cpu_fast_backend.hpp"
 #include "engine/init.hpp"
 
 namespace mg::bench {
 namespace {
 
-using Backend = CpuBackend<float>;
+using Backend = CpuFastBackend;
 
 constexpr uint64_t kSeed = 42;
 
@@ -205,6 +207,47 @@ double run_layer(benchmark::State& state, Fixture& f, size_t i, Pass pass) {
       [&] { call_layer(net, i, pass, n, f.scratch(i)); });
 }
 
+// Every buffer a fused conv + pool op touches (the conv is layer i, the pool i + 1).
+std::vector<Bytes> conv_pool_buffers(Fixture& f, size_t i, Pass pass) {
+  Network<Backend>& net = f.net();
+  const Layer& c = net.graph().layers()[i];
+  const Layer& p = net.graph().layers()[i + 1];
+  const int64_t n = f.batch(), in = n * c.in.size(), out = n * p.out.size();
+  std::vector<Bytes> b = {bytes_of(net.activation(i), in), bytes_of(net.activation(i + 2), out),
+                          bytes_of(net.pool_argmax(i + 1), out),
+                          bytes_of(net.params() + c.weight_offset, c.weight_size + c.bias_size)};
+  if (pass == Pass::kBackward) {
+    b.push_back(bytes_of(net.activation_grad(i + 2), out));
+    b.push_back(bytes_of(net.grads() + c.weight_offset, c.weight_size + c.bias_size));
+    if (has_input_grad(c)) b.push_back(bytes_of(net.activation_grad(i), in));
+  }
+  return b;
+}
+
+// The fused op exactly as Network<>::forward (training) and Network<>::backward call it.
+void call_conv_pool(Fixture& f, size_t i, Pass pass) {
+  Network<Backend>& net = f.net();
+  const Layer& c = net.graph().layers()[i];
+  const Layer& p = net.graph().layers()[i + 1];
+  const int64_t n = f.batch();
+  float* w = net.params() + c.weight_offset;
+  if (pass == Pass::kForward) {
+    f.backend().conv_pool_forward(c, p, n, net.activation(i), w, net.params() + c.bias_offset,
+                                  net.activation(i + 2), net.pool_argmax(i + 1));
+  } else {
+    f.backend().conv_pool_backward(c, p, n, net.activation(i), w, net.activation(i + 2),
+                                   net.activation_grad(i + 2), net.pool_argmax(i + 1),
+                                   has_input_grad(c) ? net.activation_grad(i) : nullptr,
+                                   net.grads() + c.weight_offset, net.grads() + c.bias_offset);
+  }
+}
+
+double run_conv_pool(benchmark::State& state, Fixture& f, size_t i, Pass pass) {
+  const std::vector<Bytes> buffers = conv_pool_buffers(f, i, pass);
+  return timed_loop(
+      state, [&] { flush(buffers); }, [&] { call_conv_pool(f, i, pass); });
+}
+
 double run_softmax_xent(benchmark::State& state, Fixture& f) {
   Network<Backend>& net = f.net();
   const int64_t n = f.batch(), classes = net.graph().classes();
@@ -288,6 +331,9 @@ void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& p
     case OpKind::kAdam:
       seconds = run_adam(state, f);
       break;
+    case OpKind::kConvPool:
+      seconds = run_conv_pool(state, f, op.layer, op.pass);
+      break;
   }
   set_counters(state, op_cost(f.net().graph(), op, n), peak, op.kind == OpKind::kAdam ? 0 : n,
                seconds);
@@ -306,8 +352,13 @@ const char* cpu_cache_policy() {
 
 void register_cpu_benchmarks(const Peak& peak) {
   const Graph g = Graph::build(ModelSpec::seed());
+  Backend probe_backend;
+  const Network<Backend> probe(probe_backend, g, 1, kSeed);
+  std::vector<BenchOp> ops = step_ops(g);
+  const std::vector<BenchOp> fused = conv_pool_ops(probe);
+  ops.insert(ops.end() - 1, fused.begin(), fused.end());  // before train_step
   for (const int64_t n : kBatchSizes) {
-    for (const BenchOp& op : step_ops(g)) {
+    for (const BenchOp& op : ops) {
       benchmark::RegisterBenchmark(bench_name("cpu", op, n).c_str(),
                                    [op, n, peak](benchmark::State& s) { run_op(s, op, n, peak); })
           ->UseManualTime()

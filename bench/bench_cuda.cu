@@ -505,6 +505,8 @@ void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& p
       case OpKind::kAdam:
         seconds = run_adam(state, f);
         break;
+      case OpKind::kConvPool:  // the CUDA backend does not fuse conv + pool; never registered
+        break;
     }
     set_counters(state, op_cost(f.net().graph(), op, n), peak, op.kind == OpKind::kAdam ? 0 : n,
                  seconds);

@@ -97,6 +97,28 @@ inline OpCost dense_cost(const Layer& l, int64_t n, Pass pass) {
   return c;
 }
 
+// A convolution and the 2x2 max-pool after it as one op (CpuFastBackend's fused training path):
+// the FLOPs of both, as if each ran alone (the convolution's dense GEMMs: the fused backward
+// skips the zeros the pool leaves and does at most a quarter of them, but the floor counts the
+// layer's work, not one implementation's), and only the fused op's interface as bytes. Forward:
+// x, w, b in; the pooled output and argmax out. Backward: x, (w,) pooled, argmax, d(pooled) in;
+// dw, db (and dx) out.
+inline OpCost conv_pool_cost(const Layer& conv, const Layer& pool, int64_t n, Pass pass) {
+  const double in = static_cast<double>(n) * static_cast<double>(conv.in.size());
+  const double pooled = static_cast<double>(n) * static_cast<double>(pool.out.size());
+  const double w = static_cast<double>(conv.weight_size), b = static_cast<double>(conv.bias_size);
+  OpCost c;
+  c.flop = conv_cost(conv, n, pass).flop + pool_cost(pool, n, pass).flop;
+  if (pass == Pass::kForward) {
+    c.bytes = kF32 * (in + w + b) + (kF32 + kI32) * pooled;
+  } else {
+    const bool dx = has_input_grad(conv);
+    c.bytes = kF32 * (in + (dx ? w : 0)) + (2 * kF32 + kI32) * pooled +  // x, (w), y, argmax, dy
+              kF32 * (w + b + (dx ? in : 0));                            // dw, db, (dx)
+  }
+  return c;
+}
+
 // Fused softmax + cross-entropy with the logit gradient: per logit the max, exp, sum, then
 // exp, divide, subtract and scale again for the gradient (9); per sample a log and two subtracts.
 inline OpCost softmax_xent_cost(int64_t n, int64_t classes) {

@@ -98,12 +98,12 @@ class CpuBackend {
 
   void dropout_forward(const Layer& l, int64_t n, const T* x, T* y, uint64_t seed,
                        const int64_t* counters) {
-    cpu::dropout_forward(x, y, n * l.in.size(), key(l, seed, counters));
+    cpu::dropout_forward(x, y, n * l.in.size(), dropout_key(l, seed, counters));
   }
 
   void dropout_backward(const Layer& l, int64_t n, const T* dy, T* dx, uint64_t seed,
                         const int64_t* counters) {
-    cpu::dropout_backward(dy, dx, n * l.in.size(), key(l, seed, counters));
+    cpu::dropout_backward(dy, dx, n * l.in.size(), dropout_key(l, seed, counters));
   }
 
   void dense_forward(const Layer& l, int64_t n, const T* x, const T* w, const T* b, T* y) {
@@ -214,8 +214,8 @@ class CpuBackend {
   }
   void advance_cursor(int64_t* counters, int64_t n) { counters[kCursorCounter] += n; }
 
- private:
-  static cpu::DropoutKey key(const Layer& l, uint64_t seed, const int64_t* counters) {
+ protected:
+  static cpu::DropoutKey dropout_key(const Layer& l, uint64_t seed, const int64_t* counters) {
     return {seed, static_cast<uint32_t>(l.index), static_cast<uint64_t>(counters[kStepCounter]),
             l.rate};
   }

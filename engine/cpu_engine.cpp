@@ -2,7 +2,7 @@
 #include <numeric>
 
 #include "engine/basic_engine.hpp"
-#include "engine/cpu_backend.hpp"
+#include "engine/cpu_fast_backend.hpp"
 
 namespace mg {
 
@@ -21,7 +21,7 @@ std::vector<int32_t> epoch_order(std::span<const int32_t> indices, uint64_t seed
 }
 
 std::unique_ptr<Engine> make_cpu_engine(const Graph& graph, const EngineOptions& options) {
-  return std::make_unique<BasicEngine<CpuBackend<float>>>(graph, options);
+  return std::make_unique<BasicEngine<CpuFastBackend>>(graph, options);
 }
 
 }  // namespace mg

@@ -15,10 +15,19 @@
 //              dense_forward/backward, relu_forward/backward, batchnorm_forward/backward, copy
 //   softmax_xent, softmax, adam, l2_penalty, gather, gather_augmented, end_step, advance_cursor
 //   (see CpuBackend for the exact signatures)
+// and may provide, to run a convolution and the 2x2 max-pool after it as one op in training:
+//   bool fuses_conv_pool(conv, pool, max_batch)     asked once per such pair, at construction
+//   conv_pool_forward(conv, pool, n, x, w, b, pooled, argmax)
+//   conv_pool_backward(conv, pool, n, x, w, pooled, dpooled, argmax, dx, dw, db)
+// (see CpuFastBackend). A fused forward writes the pool's output and argmax but not the
+// convolution's output, and its backward goes from the pool's output gradient straight to the
+// convolution's gradients; inference (forward(n, false), backward(n, false)) never fuses, so every
+// activation is there to read after it.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -90,6 +99,7 @@ class Network {
     metrics_ = be_.template alloc<double>(kMetricCount);
     labels_ = be_.template alloc<int32_t>(max_batch);
     plan_memory();
+    plan_fusion();
   }
 
   const Graph& graph() const { return graph_; }
@@ -133,6 +143,8 @@ class Network {
   T* activation(size_t i) { return act_[i]; }  // i = 0 input, i = L logits
   T* activation_grad(size_t i) { return dact_[i]; }
   int32_t* pool_argmax(size_t layer) { return argmax_[layer]; }  // null unless a pool layer
+  // Whether training runs conv layer `layer` and the pool after it as one op.
+  bool fused_with_pool(size_t layer) const { return fused_pool_[layer]; }
   BatchNormScratch<T> batchnorm_saved(size_t layer) {  // null pointers unless a BN layer
     return {bn_saved_[layer], bn_saved_[layer] ? bn_saved_[layer] + graph_.layers()[layer].out.c
                                                : nullptr};
@@ -147,6 +159,14 @@ class Network {
       const Layer& l = layers[i];
       T* x = act_[i];
       T* y = act_[i + 1];
+      if (training && fused_pool_[i]) {
+        if constexpr (kCanFuseConvPool) {
+          be_.conv_pool_forward(l, layers[i + 1], n, x, params() + l.weight_offset,
+                                params() + l.bias_offset, act_[i + 2], argmax_[i + 1]);
+        }
+        ++i;  // the pool is done too
+        continue;
+      }
       switch (l.kind) {
         case LayerKind::kConv2d:
           be_.conv_forward(l, n, x, params() + l.weight_offset, params() + l.bias_offset, y, scratch(i));
@@ -201,6 +221,17 @@ class Network {
       // d(input) where this layer's input is the network's input (itself, or through leading
       // flatten layers, which alias it); training never needs it.
       T* dx = i == 0 || dact_[i] == nullptr ? input_grad : dact_[i];
+      if (training && i > 0 && fused_pool_[i - 1]) {  // this pool and the conv before it
+        if constexpr (kCanFuseConvPool) {
+          const Layer& c = layers[i - 1];
+          T* conv_dx = i - 1 == 0 || dact_[i - 1] == nullptr ? input_grad : dact_[i - 1];
+          be_.conv_pool_backward(c, l, n, act_[i - 1], params() + c.weight_offset, y, dy,
+                                 argmax_[i], conv_dx, grads() + c.weight_offset,
+                                 grads() + c.bias_offset);
+        }
+        --i;  // the conv is done too
+        continue;
+      }
       switch (l.kind) {
         case LayerKind::kConv2d:
           be_.conv_backward(l, n, x, params() + l.weight_offset, y, dy, dx, grads() + l.weight_offset,
@@ -291,6 +322,23 @@ class Network {
 
   ConvScratch<T> scratch(size_t layer) { return {col_[layer], tmp_.data()}; }
 
+  static constexpr bool kCanFuseConvPool = requires(Backend& b, const Layer& l) {
+    { b.fuses_conv_pool(l, l, int64_t{}) } -> std::convertible_to<bool>;
+  };
+
+  // fused_pool_[i]: layer i is a convolution that training runs together with the pool after it.
+  void plan_fusion() {
+    const auto& layers = graph_.layers();
+    fused_pool_.assign(layers.size(), false);
+    if constexpr (kCanFuseConvPool) {
+      for (size_t i = 0; i + 1 < layers.size(); ++i) {
+        fused_pool_[i] = layers[i].kind == LayerKind::kConv2d &&
+                         layers[i + 1].kind == LayerKind::kMaxPool &&
+                         be_.fuses_conv_pool(layers[i], layers[i + 1], max_batch_);
+      }
+    }
+  }
+
   void plan_memory() {
     const auto& layers = graph_.layers();
     const size_t L = layers.size();
@@ -373,6 +421,7 @@ class Network {
   std::vector<int32_t*> argmax_;
   std::vector<T*> col_;
   std::vector<T*> bn_saved_;
+  std::vector<bool> fused_pool_;
 };
 
 }  // namespace mg
