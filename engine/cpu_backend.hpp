@@ -155,7 +155,7 @@ class CpuBackend {
   void gather(const uint8_t* images, const uint8_t* labels, int64_t sample_size,
               const int32_t* order, const int64_t* counters, int64_t n, T* x, int32_t* y) {
     const int32_t* idx = order + counters[kCursorCounter];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * sample_size >= cpu::kParallelMin)
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t* src = images + static_cast<int64_t>(idx[i]) * sample_size;
       T* dst = x + i * sample_size;

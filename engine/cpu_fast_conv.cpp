@@ -166,9 +166,9 @@ MG_CPU_KERNEL void store_output(const Geometry& g, const float* z, const float* 
 
 // The 2x2 max-pool of act(z + b): per window the first maximum in row-major order, as
 // cpu::maxpool2x2_forward; argmax is the winner's offset in the convolution's output plane.
-// Sixteen channels at a time into [pooled pixel][co], then transposed to [co][pooled pixel].
+// Sixteen channels at a time, each lane stored to its channel's plane.
 MG_CPU_KERNEL void store_pooled(const Geometry& g, const float* z, const float* b, bool relu,
-                                float* pz, int32_t* parg, float* pooled, int32_t* argmax) {
+                                float* pooled, int32_t* argmax) {
   for (int py = 0; py < g.ph; ++py) {
     for (int px = 0; px < g.pw; ++px) {
       const int q = py * g.pw + px;
@@ -190,16 +190,16 @@ MG_CPU_KERNEL void store_pooled(const Geometry& g, const float* z, const float* 
           simd::select_into(best, wins, v);
           simd::select_into_i(at, wins, I16{} + j[k]);
         }
-        simd::store(pz + q * g.co + o, best);
-        simd::store_i(parg + q * g.co + o, at);
+        float* py_out = pooled + o * g.pq + q;
+        int32_t* pa_out = argmax + o * g.pq + q;
+#pragma GCC unroll 16
+        for (int l = 0; l < kLanes; ++l) {
+          py_out[l * g.pq] = best[l];
+          pa_out[l * g.pq] = at[l];
+        }
       }
     }
   }
-  for (int o = 0; o < g.co; ++o)
-    for (int q = 0; q < g.pq; ++q) {
-      pooled[o * g.pq + q] = pz[q * g.co + o];
-      argmax[o * g.pq + q] = parg[q * g.co + o];
-    }
 }
 
 // Each output pixel's offset in the tile (where its receptive field starts), for a multiple of 8
@@ -524,10 +524,7 @@ void conv_pool_forward(const float* x, const float* w, const float* b, bool relu
                        const ConvDims& d, float* pooled, int32_t* argmax, ConvWorkspace& ws) {
   const int64_t out_size = d.c_out * (d.oh() / 2) * (d.ow() / 2);
   forward_images(d, x, w, ws, [&](const Geometry& g, int64_t i, ConvWorkspace::Thread& t) {
-    ensure(t.pool, int64_t{g.pq} * g.co);
-    ensure(t.arg, int64_t{g.pq} * g.co);
-    store_pooled(g, t.out.data(), b, relu, t.pool.data(), t.arg.data(), pooled + i * out_size,
-                 argmax + i * out_size);
+    store_pooled(g, t.out.data(), b, relu, pooled + i * out_size, argmax + i * out_size);
   });
 }
 

@@ -45,8 +45,6 @@ class ConvWorkspace {
   struct Thread {
     std::vector<float> tile;    // channel-last, zero-bordered inputs of the images at hand
     std::vector<float> out;     // forward: the image's output, [pixel][c_out]
-    std::vector<float> pool;    // forward (pooled): the pooled output, [pooled pixel][c_out]
-    std::vector<int32_t> arg;   // forward (pooled): its argmax, [pooled pixel][c_out]
     std::vector<float> dtile;   // backward: d(tile) of one image
     std::vector<float> row;     // backward, narrow layers: one pixel's d(column)
     std::vector<int32_t> off;   // backward: list entries' source offsets

@@ -12,10 +12,6 @@ namespace {
 using simd::U16;
 using U64x8 = uint64_t __attribute__((vector_size(64)));
 
-// Below this many elements an op runs on the calling thread: waking the OpenMP team costs more
-// than the work.
-constexpr int64_t kParallelMin = 1 << 14;
-
 // hi:lo = a * k per 32-bit lane (the 64-bit product), even and odd lanes as two 64-bit vectors.
 MG_SIMD_INLINE void mul_hi_lo(const U16& a, uint32_t k, U16& hi, U16& lo) {
   U64x8 wide;

@@ -20,6 +20,11 @@
 
 namespace mg::cpu {
 
+// Below this many elements an elementwise op runs on the calling thread: waking the OpenMP team
+// (microseconds) costs more than the work. The small layers of a step (the last dense layers,
+// their dropout, the loss) stay serial; the results are the same either way.
+inline constexpr int64_t kParallelMin = int64_t{1} << 14;
+
 // A K x K convolution, stride 1, zero padding `pad` on each side, over a batch: 'same' is
 // pad = (K-1)/2 (the output keeps H x W), 'valid' is pad = 0. The default is the seed model's 3x3
 // 'same'. h, w are the input's; oh(), ow() the output's.
@@ -252,7 +257,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const Co
 // y[n, c, s] += b[c] (in place). Dense layers use s = 1.
 template <class T>
 void bias_add_forward(T* y, const T* b, int64_t n, int64_t c, int64_t s) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n * c * s >= kParallelMin)
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < c; ++j) {
       T* p = y + (i * c + j) * s;
@@ -262,7 +267,7 @@ void bias_add_forward(T* y, const T* b, int64_t n, int64_t c, int64_t s) {
 
 template <class T>
 void bias_add_backward(const T* dy, T* db, int64_t n, int64_t c, int64_t s) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c * s >= kParallelMin)
   for (int64_t j = 0; j < c; ++j) {
     T sum = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -276,14 +281,14 @@ void bias_add_backward(const T* dy, T* db, int64_t n, int64_t c, int64_t s) {
 // y = max(x, 0); y may alias x.
 template <class T>
 void relu_forward(const T* x, T* y, int64_t count) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t i = 0; i < count; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
 }
 
 // dx = dy where the OUTPUT y is positive (the same test as x > 0); dx may alias dy.
 template <class T>
 void relu_backward(const T* y, const T* dy, T* dx, int64_t count) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t i = 0; i < count; ++i) {
     const T g = dy[i];  // loaded unconditionally, so the select vectorizes
     dx[i] = y[i] > T(0) ? g : T(0);
@@ -357,7 +362,7 @@ void dropout_forward(const T* x, T* y, int64_t count, const DropoutKey& k) {
   const T scale = T(1) / (T(1) - T(k.rate));
   const uint32_t threshold = dropout_threshold(k.rate);
   const int64_t blocks = (count + kDropoutLanes - 1) / kDropoutLanes;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t b = 0; b < blocks; ++b) {
     const Philox4 r = philox_block(k.seed, RngStream::kDropout, k.layer, k.step, static_cast<uint64_t>(b));
     for (int lane = 0; lane < kDropoutLanes && kDropoutLanes * b + lane < count; ++lane) {
@@ -404,7 +409,7 @@ LossSums softmax_xent(const T* logits, const int32_t* labels, int64_t n, int64_t
   // sums in an order that depends on the thread count (docs/reliability.md).
   std::vector<double> losses(static_cast<size_t>(n));
   int64_t correct = 0;
-#pragma omp parallel for reduction(+ : correct) schedule(static)
+#pragma omp parallel for reduction(+ : correct) schedule(static) if (n * classes >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const T* z = logits + i * classes;
     int64_t best = 0;
@@ -432,7 +437,7 @@ LossSums softmax_xent(const T* logits, const int32_t* labels, int64_t n, int64_t
 // Row-wise softmax probabilities (evaluation output).
 template <class T>
 void softmax(const T* logits, T* probs, int64_t n, int64_t classes) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * classes >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const T* z = logits + i * classes;
     const T m = *std::max_element(z, z + classes);
@@ -448,7 +453,7 @@ template <class T>
 void adam_update(T* p, const T* g, T* m, T* v, int64_t count, T alpha, T beta1, T beta2, T eps,
                  T decay = T(0), const uint8_t* kernel_mask = nullptr) {
   const bool decays = decay != T(0) && kernel_mask != nullptr;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t i = 0; i < count; ++i) {
     if (decays && kernel_mask[i]) p[i] -= decay * p[i];
     m[i] = beta1 * m[i] + (T(1) - beta1) * g[i];
@@ -464,7 +469,7 @@ template <class T>
 double l2_penalty(const T* p, T* g, const uint8_t* kernel_mask, int64_t count, double l2) {
   if (g != nullptr) {
     const T two_l2 = static_cast<T>(2 * l2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
     for (int64_t i = 0; i < count; ++i) {
       if (kernel_mask[i]) g[i] += two_l2 * p[i];
     }

@@ -1,9 +1,8 @@
 // Determinism on the CPU (docs/reliability.md). The same epoch twice gives the same parameters,
-// Adam moments and metrics, bit for bit. Every CPU op of ours gives the same bits at 1 and at 2
-// OpenMP threads. The whole epoch at 1 and 2 threads is compared too; where it differs, the test
-// checks that OpenBLAS's sgemm itself rounds differently at the two thread counts (OpenBLAS's
-// OpenMP build follows OpenMP's thread count) and skips, saying so; a difference with a
-// thread-stable sgemm fails. tests/e2e_reliability.sh checks the program's checkpoint files.
+// Adam moments and metrics, bit for bit. Every CPU op of ours, and our GEMM (engine/blas.hpp cuts
+// it into parts fixed by the shape, one single-threaded OpenBLAS call each), gives the same bits at
+// 1, 2 and 3 OpenMP threads, and so does a whole epoch. tests/e2e_reliability.sh checks the
+// program's checkpoint files.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -99,31 +98,11 @@ TEST_P(Determinism, SameRunTwiceIsBitIdentical) {
   expect_identical(a, b);
 }
 
-// The first dense layer's forward GEMM (batch 96, 784 inputs, 16 outputs) at 1 and 2 threads.
-bool sgemm_depends_on_thread_count() {
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> x(96 * 784), w(16 * 784), y1(96 * 16), y2(96 * 16);
-  for (auto& v : x) v = u(rng);
-  for (auto& v : w) v = u(rng);
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  cpu::dense_forward(x.data(), w.data(), y1.data(), 96, 784, 16);
-  omp_set_num_threads(2);
-  cpu::dense_forward(x.data(), w.data(), y2.data(), 96, 784, 16);
-  omp_set_num_threads(saved);
-  return !same_bits(y1, y2);
-}
-
-TEST_P(Determinism, OneAndTwoThreadsAreBitIdenticalOrOpenBlasIsNot) {
-  const Result one = train_one_epoch(GetParam(), 1), two = train_one_epoch(GetParam(), 2);
-  if (!same_bits(one.state.params, two.state.params) && sgemm_depends_on_thread_count()) {
-    GTEST_SKIP() << "1 and 2 threads differ in " << differing(one.state.params, two.state.params)
-                 << " of " << one.state.params.size()
-                 << " parameters; OpenBLAS's sgemm alone rounds differently at 1 and 2 threads "
-                    "on this machine (our ops do not: CpuOps.*)";
-  }
-  expect_identical(one, two);
+TEST_P(Determinism, OneTwoAndThreeThreadsAreBitIdentical) {
+  const Result one = train_one_epoch(GetParam(), 1);
+  ASSERT_GT(one.state.step, 0);
+  expect_identical(one, train_one_epoch(GetParam(), 2));
+  expect_identical(one, train_one_epoch(GetParam(), 3));
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, Determinism,
@@ -255,6 +234,41 @@ TEST(CpuOps, SameBitsAtOneAndTwoThreads) {
     g.push_back(static_cast<float>(penalty));
     return g;
   });
+}
+
+// Our GEMM at the shapes of a dense16 layer at batch 96 (where OpenBLAS alone rounds differently at
+// 1 and 2 threads), of the seed model's dense layers (batch 128) and of a reference
+// convolution, every transpose, at 1, 2 and 3 threads: the same bits, and cut into parts.
+TEST(CpuGemm, SameBitsAtOneTwoAndThreeThreads) {
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (const Shape s : {Shape{96, 16, 784}, Shape{128, 128, 3136}, Shape{128, 3136, 128},
+                        Shape{64, 25088, 288},
+                        Shape{37, 5, 11}}) {
+    for (const bool ta : {false, true}) {
+      for (const bool tb : {false, true}) {
+        const std::vector<float> a = random_floats(static_cast<size_t>(s.m * s.k), 21);
+        const std::vector<float> b = random_floats(static_cast<size_t>(s.k * s.n), 22);
+        auto run = [&](int threads) {
+          std::vector<float> c(static_cast<size_t>(s.m * s.n),
+                               std::numeric_limits<float>::quiet_NaN());
+          const int saved = omp_get_max_threads();
+          omp_set_num_threads(threads);
+          cpu::gemm(ta, tb, s.m, s.n, s.k, 1.0f, a.data(), ta ? s.m : s.k, b.data(),
+                    tb ? s.k : s.n, 0.0f, c.data(), s.n);
+          omp_set_num_threads(saved);
+          return c;
+        };
+        const std::vector<float> one = run(1);
+        EXPECT_TRUE(std::none_of(one.begin(), one.end(), [](float v) { return std::isnan(v); }));
+        EXPECT_TRUE(same_bits(one, run(2))) << s.m << "x" << s.n << "x" << s.k << " " << ta << tb;
+        EXPECT_TRUE(same_bits(one, run(3))) << s.m << "x" << s.n << "x" << s.k << " " << ta << tb;
+      }
+    }
+  }
+  EXPECT_GT(cpu::gemm_parts(128, 128, 3136).parts, 1);
+  EXPECT_EQ(cpu::gemm_parts(37, 5, 11).parts, 1);
 }
 
 }  // namespace
