@@ -44,37 +44,40 @@ MG_SIMD_INLINE void philox16(U16& c0, U16& c1, U16& c2, U16& c3, uint32_t k0, ui
   }
 }
 
-constexpr int kGroupBlocks = 16;                                // Philox blocks drawn at once
-constexpr int kGroupElements = kGroupBlocks * kDropoutLanes;  // 128 elements
+static_assert(kDropoutGroupBlocks == simd::kLanes, "one vector lane per Philox block of a group");
 
-// Elements [8 first_block, 8 (first_block + 16 groups)) of y = dropout(x).
-MG_CPU_KERNEL void dropout_groups(const float* x, float* y, int64_t first_block, int64_t groups,
+// Groups [first, first + groups) of y = dropout(x), 128 elements each: the group's sixteen Philox
+// blocks at once, then, per lane l, the sixteen consecutive elements 128 g + 16 l + (0..15) that
+// take lane l of the sixteen blocks (kernels/philox.cuh), as one vector.
+MG_CPU_KERNEL void dropout_groups(const float* x, float* y, int64_t first, int64_t groups,
                                   const DropoutKey& k, uint32_t threshold, float scale) {
+  using simd::F16;
+  using simd::I16;
   const auto k0 = static_cast<uint32_t>(k.seed), k1 = static_cast<uint32_t>(k.seed >> 32);
   const uint32_t word3 = (static_cast<uint32_t>(RngStream::kDropout) << 16) | (k.layer & 0xFFFFu);
-  for (int64_t grp = 0; grp < groups; ++grp) {
-    const int64_t b0 = first_block + grp * kGroupBlocks;
-    U16 c0, c1, c2, c3;
-    for (int j = 0; j < kGroupBlocks; ++j) {
+  for (int64_t grp = first; grp < first + groups; ++grp) {
+    const int64_t b0 = grp * kDropoutGroupBlocks;
+    U16 c0{}, c1{};
+    for (int j = 0; j < kDropoutGroupBlocks; ++j) {
       const auto block = static_cast<uint64_t>(b0 + j);
       c0[j] = static_cast<uint32_t>(block);
       c1[j] = static_cast<uint32_t>(block >> 32);
     }
-    c2 = U16{} + static_cast<uint32_t>(k.step);
-    c3 = U16{} + word3;
+    U16 c2 = U16{} + static_cast<uint32_t>(k.step);
+    U16 c3 = U16{} + word3;
     philox16(c0, c1, c2, c3, k0, k1);
-    uint32_t words[4][kGroupBlocks];
-    std::memcpy(words[0], &c0, sizeof c0);
-    std::memcpy(words[1], &c1, sizeof c1);
-    std::memcpy(words[2], &c2, sizeof c2);
-    std::memcpy(words[3], &c3, sizeof c3);
-    const float* xs = x + b0 * kDropoutLanes;
-    float* ys = y + b0 * kDropoutLanes;
-    for (int e = 0; e < kGroupElements; ++e) {
-      const int j = e / kDropoutLanes, lane = e % kDropoutLanes;
-      const uint32_t bits = (words[lane >> 1][j] >> ((lane & 1) * 16)) & 0xFFFFu;
-      const float v = xs[e] * scale;
-      ys[e] = bits >= threshold ? v : 0.0f;
+    const U16* const c[4] = {&c0, &c1, &c2, &c3};
+    const float* xs = x + grp * kDropoutGroup;
+    float* ys = y + grp * kDropoutGroup;
+    for (int lane = 0; lane < kDropoutLanes; ++lane) {
+      const U16 bits = (*c[lane >> 1] >> ((lane & 1) * 16)) & 0xFFFFu;
+      const I16 keep = bits >= threshold;
+      F16 v;
+      simd::load(v, xs + lane * kDropoutGroupBlocks);
+      v *= scale;  // unconditional, as the reference computes it
+      F16 out{};
+      simd::select_into(out, keep, v);
+      simd::store(ys + lane * kDropoutGroupBlocks, out);
     }
   }
 }
@@ -111,21 +114,21 @@ MG_CPU_KERNEL void adam_span(float* p, const float* g, float* m, float* v, int64
 void dropout(const float* x, float* y, int64_t count, const DropoutKey& k) {
   const float scale = 1.0f / (1.0f - k.rate);
   const uint32_t threshold = dropout_threshold(k.rate);
-  const int64_t groups = count / kGroupElements;
+  const int64_t groups = count / kDropoutGroup;
   constexpr int64_t kGroupsPerTask = 16;
   const int64_t tasks = (groups + kGroupsPerTask - 1) / kGroupsPerTask;
 #pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t first = t * kGroupsPerTask;
-    dropout_groups(x, y, first * kGroupBlocks, std::min(kGroupsPerTask, groups - first), k,
-                   threshold, scale);
+    dropout_groups(x, y, first, std::min(kGroupsPerTask, groups - first), k, threshold, scale);
   }
   // The last, partial group block by block, as the reference draws it.
-  for (int64_t b = groups * kGroupBlocks; b * kDropoutLanes < count; ++b) {
+  for (int64_t b = groups * kDropoutGroupBlocks; b < (groups + 1) * kDropoutGroupBlocks; ++b) {
     const Philox4 r =
         philox_block(k.seed, RngStream::kDropout, k.layer, k.step, static_cast<uint64_t>(b));
-    for (int lane = 0; lane < kDropoutLanes && b * kDropoutLanes + lane < count; ++lane) {
-      const int64_t i = b * kDropoutLanes + lane;
+    for (int lane = 0; lane < kDropoutLanes; ++lane) {
+      const auto i = static_cast<int64_t>(dropout_index(static_cast<uint64_t>(b), lane));
+      if (i >= count) continue;
       const float v = x[i] * scale;
       y[i] = dropout_bits(r, lane) >= threshold ? v : 0.0f;
     }

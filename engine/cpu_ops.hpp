@@ -356,17 +356,19 @@ struct DropoutKey {
 };
 
 // Inverted dropout (Keras): kept elements are scaled by 1/(1-rate). y may alias x. One Philox
-// block serves eight consecutive elements, 16 bits each (dropout_keep in kernels/philox.cuh).
+// block serves eight elements, 16 bits each: element dropout_index(b, l) takes lane l of block b
+// (dropout_keep in kernels/philox.cuh).
 template <class T>
 void dropout_forward(const T* x, T* y, int64_t count, const DropoutKey& k) {
   const T scale = T(1) / (T(1) - T(k.rate));
   const uint32_t threshold = dropout_threshold(k.rate);
-  const int64_t blocks = (count + kDropoutLanes - 1) / kDropoutLanes;
+  const int64_t blocks = (count + kDropoutGroup - 1) / kDropoutGroup * kDropoutGroupBlocks;
 #pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (int64_t b = 0; b < blocks; ++b) {
     const Philox4 r = philox_block(k.seed, RngStream::kDropout, k.layer, k.step, static_cast<uint64_t>(b));
-    for (int lane = 0; lane < kDropoutLanes && kDropoutLanes * b + lane < count; ++lane) {
-      const int64_t i = kDropoutLanes * b + lane;
+    for (int lane = 0; lane < kDropoutLanes; ++lane) {
+      const auto i = static_cast<int64_t>(dropout_index(static_cast<uint64_t>(b), lane));
+      if (i >= count) continue;
       const T v = x[i] * scale;  // unconditional, so the mask is a select, not a branch
       y[i] = dropout_bits(r, lane) >= threshold ? v : T(0);
     }

@@ -8,8 +8,11 @@
 //   counter = {block (low), block (high), step, (stream << 16) | layer}
 //   32-bit draws (weights, shuffle, augmentation): block = element_index / 4, and
 //     lane = element_index % 4 selects one of the four 32-bit outputs.
-//   16-bit draws (dropout): block = element_index / 8, and lane = element_index % 8 selects
-//     16 bits: bits [16 (lane % 2), 16 (lane % 2) + 16) of output lane / 2.
+//   16-bit draws (dropout): a group of 128 consecutive elements takes 16 blocks, element
+//     i = 128 g + 16 l + j the block 16 g + j and, in it, lane l (0..7): bits
+//     [16 (l % 2), 16 (l % 2) + 16) of output l / 2 (dropout_block_of, dropout_lane_of).
+//     So sixteen consecutive elements take the same lane of sixteen consecutive blocks: one
+//     vector on a CPU, one coalesced access across a GPU's threads.
 #pragma once
 
 #include <cmath>
@@ -47,8 +50,8 @@ MG_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   return ctr;
 }
 
-// Block number `block` of one stream: elements 4*block .. 4*block+3 of a 32-bit draw, or
-// 8*block .. 8*block+7 of a dropout mask.
+// Block number `block` of one stream: elements 4*block .. 4*block+3 of a 32-bit draw, or the
+// eight elements dropout_index(block, 0..7) of a dropout mask.
 MG_HOST_DEVICE Philox4 philox_block(uint64_t seed, RngStream stream, uint32_t layer, uint64_t step,
                                     uint64_t block) {
   const Philox4 ctr{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
@@ -68,17 +71,31 @@ MG_HOST_DEVICE float uniform_from_bits(uint32_t bits) {
   return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
 }
 
-// Dropout draws 16 bits an element, so one Philox block serves eight elements: the mask costs a
-// quarter of a Philox evaluation per element, not one. An element is kept when its 16 bits, read
-// as an integer u in [0, 65536), are at least dropout_threshold(rate) = ceil(rate * 65536), that
-// is when u / 65536 >= rate: the kept fraction is (65536 - threshold) / 65536, exactly 1 - rate
-// for rates that are multiples of 2^-16 (0.25, 0.5) and within 2^-16 of it for any other.
+// Dropout draws 16 bits an element, so one Philox block serves eight elements: the mask costs an
+// eighth of a Philox evaluation per element. An element is kept when its 16 bits, read as an
+// integer u in [0, 65536), are at least dropout_threshold(rate) = ceil(rate * 65536), that is
+// when u / 65536 >= rate: the kept fraction is (65536 - threshold) / 65536, exactly 1 - rate for
+// rates that are multiples of 2^-16 (0.25, 0.5) and within 2^-16 of it for any other.
 // rate * 65536 is exact in float (a power-of-two scaling), so every backend computes the same
 // threshold.
-inline constexpr int kDropoutLanes = 8;
+inline constexpr int kDropoutLanes = 8;         // 16-bit draws per block
+inline constexpr int kDropoutGroupBlocks = 16;  // blocks per group
+inline constexpr int kDropoutGroup = kDropoutLanes * kDropoutGroupBlocks;  // 128 elements
 
 MG_HOST_DEVICE uint32_t dropout_threshold(float rate) {
   return static_cast<uint32_t>(ceilf(rate * 65536.0f));
+}
+
+// Element i = 128 g + 16 l + j takes lane l of block 16 g + j; dropout_index is the inverse.
+MG_HOST_DEVICE uint64_t dropout_block_of(uint64_t index) {
+  return index / kDropoutGroup * kDropoutGroupBlocks + index % kDropoutGroupBlocks;
+}
+MG_HOST_DEVICE int dropout_lane_of(uint64_t index) {
+  return static_cast<int>(index % kDropoutGroup / kDropoutGroupBlocks);
+}
+MG_HOST_DEVICE uint64_t dropout_index(uint64_t block, int lane) {
+  return block / kDropoutGroupBlocks * kDropoutGroup +
+         static_cast<uint64_t>(lane) * kDropoutGroupBlocks + block % kDropoutGroupBlocks;
 }
 
 // The 16 bits of lane 0..7 of a dropout block.
@@ -90,8 +107,8 @@ MG_HOST_DEVICE uint32_t dropout_bits(const Philox4& block, int lane) {
 // threshold.
 MG_HOST_DEVICE bool dropout_keep(uint64_t seed, uint32_t layer, uint64_t step, uint64_t index,
                                  float rate) {
-  const Philox4 r = philox_block(seed, RngStream::kDropout, layer, step, index / kDropoutLanes);
-  return dropout_bits(r, static_cast<int>(index % kDropoutLanes)) >= dropout_threshold(rate);
+  const Philox4 r = philox_block(seed, RngStream::kDropout, layer, step, dropout_block_of(index));
+  return dropout_bits(r, dropout_lane_of(index)) >= dropout_threshold(rate);
 }
 
 }  // namespace mg

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/philox.cuh"
 
 namespace mg {
@@ -40,17 +43,28 @@ TEST(Philox, DrawIsKeyedByEveryField) {
 }
 
 TEST(Philox, DropoutTakesSixteenBitsAnElementEightToABlock) {
-  // Elements 8k..8k+7 share block k: element 8k+j takes bits 16 (j % 2) .. of word j / 2.
-  const Philox4 block = philox4x32_10({{125, 0, 7, (1u << 16) | 3u}}, 42, 0);
-  for (int j = 0; j < 8; ++j) {
-    const uint32_t bits = (block.v[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
-    EXPECT_EQ(dropout_bits(block, j), bits) << j;
-    // Kept exactly when the bits reach the threshold: test a threshold on each side of them.
-    const float below = static_cast<float>(bits) / 65536.0f;
-    const float above = static_cast<float>(bits + 1) / 65536.0f;
-    EXPECT_TRUE(dropout_keep(42, 3, 7, 1000 + static_cast<uint64_t>(j), below)) << j;
-    EXPECT_FALSE(dropout_keep(42, 3, 7, 1000 + static_cast<uint64_t>(j), above)) << j;
+  // Element 128 g + 16 l + j takes lane l of block 16 g + j: bits 16 (l % 2) .. of word l / 2.
+  for (const uint64_t block : {uint64_t{0}, uint64_t{125}, uint64_t{16 * 1000 + 15}}) {
+    const Philox4 r = philox4x32_10(
+        {{static_cast<uint32_t>(block), 0, 7, (1u << 16) | 3u}}, 42, 0);
+    for (int l = 0; l < 8; ++l) {
+      const uint64_t i = block / 16 * 128 + static_cast<uint64_t>(l) * 16 + block % 16;
+      EXPECT_EQ(dropout_index(block, l), i);
+      EXPECT_EQ(dropout_block_of(i), block);
+      EXPECT_EQ(dropout_lane_of(i), l);
+      const uint32_t bits = (r.v[l / 2] >> (16 * (l % 2))) & 0xFFFFu;
+      EXPECT_EQ(dropout_bits(r, l), bits) << l;
+      // Kept exactly when the bits reach the threshold: a threshold on each side of them.
+      const float below = static_cast<float>(bits) / 65536.0f;
+      const float above = static_cast<float>(bits + 1) / 65536.0f;
+      EXPECT_TRUE(dropout_keep(42, 3, 7, i, below)) << i;
+      EXPECT_FALSE(dropout_keep(42, 3, 7, i, above)) << i;
+    }
   }
+  // Every element of a group has a block and lane of its own.
+  std::vector<int> seen(128, 0);
+  for (uint64_t i = 0; i < 128; ++i) ++seen[dropout_block_of(i) * 8 + dropout_lane_of(i)];
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), 128);
   // The threshold is ceil(rate * 65536), exact for every float rate.
   EXPECT_EQ(dropout_threshold(0.0f), 0u);
   EXPECT_EQ(dropout_threshold(0.25f), 16384u);
