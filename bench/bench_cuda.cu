@@ -478,8 +478,8 @@ double run_variant_kernel(benchmark::State& state, Fixture& f, const VariantRow&
 void register_variant_row(const Graph& g, int64_t n, const Peak& peak, double min_time,
                           const VariantRow& row, const std::string& op_name) {
   const Layer& l = g.layers()[row.layer];
-  const std::string name = "cuda/" + op_name + "/v" + std::to_string(row.variant) + "/" +
-                           std::to_string(n);
+  const std::string name =
+      "cuda/" + op_name + "/v" + std::to_string(row.variant) + "/" + std::to_string(n);
   const OpCost cost = variant_row_cost(g, l, n, row);
   benchmark::RegisterBenchmark(name.c_str(),
                                [row, n, peak, cost](benchmark::State& st) {
@@ -506,8 +506,7 @@ void register_variant_rows(const Graph& g, int64_t n, const Peak& peak, double m
       for (const kern::VariantOp op : {kern::VariantOp::kIm2col, kern::VariantOp::kConvOutput,
                                        kern::VariantOp::kConvGradPrepare})
         ops.emplace_back(op, Pass::kForward, variant_op_name(op));
-      if (has_input_grad(l))
-        ops.emplace_back(kern::VariantOp::kCol2im, Pass::kForward, "col2im");
+      if (has_input_grad(l)) ops.emplace_back(kern::VariantOp::kCol2im, Pass::kForward, "col2im");
       ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kForward, "conv_gemm_forward");
       ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kBackward, "conv_gemm_backward");
     } else if (l.kind == LayerKind::kMaxPool) {

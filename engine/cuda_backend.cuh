@@ -177,8 +177,8 @@ class CudaBackend {
 
   void dense_backward(const Layer& l, int64_t n, const float* x, const float* w, const float* y,
                       float* dy, float* dx, float* dw, float* db) {
-    kern::dense_backward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, y, dy, dx, dw,
-                         db, &lt_);
+    kern::dense_backward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, y, dy, dx, dw, db,
+                         &lt_);
   }
 
   void copy(float* dst, const float* src, int64_t count) {

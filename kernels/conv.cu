@@ -152,7 +152,8 @@ __global__ void __launch_bounds__(kIgThreads)
   __shared__ float ws[kIgStep][kIgTile];  // ws[kk][co - m0]
   __shared__ float cs[kIgStep][kIgTile];  // cs[kk][j - n0]
   const int32_t kdim = d.c_in * d.kernel * d.kernel, cols = d.n * d.oh * d.ow;
-  const int32_t m_tiles = (d.c_out + kIgTile - 1) / kIgTile, n_tiles = (cols + kIgTile - 1) / kIgTile;
+  const int32_t m_tiles = (d.c_out + kIgTile - 1) / kIgTile,
+                n_tiles = (cols + kIgTile - 1) / kIgTile;
   const int32_t tiles = m_tiles * n_tiles;
   const int32_t t = static_cast<int32_t>(threadIdx.x);
   const int32_t tx = t % (kIgTile / kIgPer), ty = t / (kIgTile / kIgPer);
@@ -351,8 +352,7 @@ ConvChunks chunks_for(const ConvDims& d) {
 
 // Whether the forward left the whole batch's im2col(x) in col for the backward.
 bool forward_keeps_col(const ConvDims& d) {
-  return conv_gemm_variant() == 0 ||
-         (conv_gemm_variant() == 1 && chunks_for(d).count <= 1) ||
+  return conv_gemm_variant() == 0 || (conv_gemm_variant() == 1 && chunks_for(d).count <= 1) ||
          (conv_gemm_variant() == 2 && !conv_fits_int32(d) && chunks_for(d).count <= 1);
 }
 
@@ -408,8 +408,8 @@ void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims
     // col still holds im2col(x) from the forward pass, or this chunk is unfolded now.
     if (!col_ready) im2col(x + i0 * d.c_in * d.hw(), part, col, stream);
     // dw [c_out, k] (+)= dy_cn [c_out, cols] * col [k, cols]^T, the chunks added in batch order
-    gemm_row_major(handle, stream, false, true, d.c_out, d.k(), part.cols(), 1.0f, dy_cn,
-                   d.cols(), col, part.cols(), i0 == 0 ? 0.0f : 1.0f, dw, d.k());
+    gemm_row_major(handle, stream, false, true, d.c_out, d.k(), part.cols(), 1.0f, dy_cn, d.cols(),
+                   col, part.cols(), i0 == 0 ? 0.0f : 1.0f, dw, d.k());
     if (dx == nullptr) return;
     // d(col) [k, cols] = w [c_out, k]^T * dy_cn [c_out, cols], over the column matrix
     gemm_row_major(handle, stream, true, false, d.k(), part.cols(), d.c_out, 1.0f, w, d.k(), dy_cn,

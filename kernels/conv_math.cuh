@@ -193,7 +193,8 @@ MG_HOST_DEVICE T conv_grad_mask(T y, T dy, bool relu) {
 // was just written and is still in L2. The plan is host arithmetic, tested on the CPU.
 
 // Bytes of one chunk's column matrix that variant 1 aims to stay under: a fifth of an H100's or
-// H200's 50 MB L2, so the chunk's input, its slice of the GEMM output and the weights fit beside it.
+// H200's 50 MB L2, so the chunk's input, its slice of the GEMM output and the weights fit beside
+// it.
 inline constexpr int64_t kConvChunkBytes = int64_t{8} << 20;
 
 struct ConvChunks {

@@ -50,10 +50,14 @@ struct Preference {
 
 cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
   switch (e) {
-    case GemmEpilogue::kNone: return CUBLASLT_EPILOGUE_DEFAULT;
-    case GemmEpilogue::kBias: return CUBLASLT_EPILOGUE_BIAS;
-    case GemmEpilogue::kReluBias: return CUBLASLT_EPILOGUE_RELU_BIAS;
-    case GemmEpilogue::kBiasGradA: return CUBLASLT_EPILOGUE_BGRADB;
+    case GemmEpilogue::kNone:
+      return CUBLASLT_EPILOGUE_DEFAULT;
+    case GemmEpilogue::kBias:
+      return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::kReluBias:
+      return CUBLASLT_EPILOGUE_RELU_BIAS;
+    case GemmEpilogue::kBiasGradA:
+      return CUBLASLT_EPILOGUE_BGRADB;
   }
   throw std::invalid_argument("GemmLt: unknown epilogue");
 }
@@ -114,9 +118,9 @@ bool GemmLt::gemm(cudaStream_t stream, bool trans_a, bool trans_b, int64_t m, in
   // b and its B our a, each read as the transpose of how we store it.
   const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;  // A as stored, row-major
   const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-  for (const auto& [value, what] : {std::pair{m, "m"}, std::pair{n, "n"}, std::pair{k, "k"},
-                                    std::pair{lda, "lda"}, std::pair{ldb, "ldb"},
-                                    std::pair{ldc, "ldc"}})
+  for (const auto& [value, what] :
+       {std::pair{m, "m"}, std::pair{n, "n"}, std::pair{k, "k"}, std::pair{lda, "lda"},
+        std::pair{ldb, "ldb"}, std::pair{ldc, "ldc"}})
     blas_int(value, what);
   const cublasComputeType_t compute = tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   const cublasOperation_t op_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -126,10 +130,10 @@ bool GemmLt::gemm(cudaStream_t stream, bool trans_a, bool trans_b, int64_t m, in
 
   MatmulDesc desc;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.desc, compute, CUDA_R_32F));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
-                                              sizeof(op_a)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
-                                              sizeof(op_b)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &lt, sizeof(lt)));
   if (vector != nullptr) {
@@ -146,8 +150,8 @@ bool GemmLt::gemm(cudaStream_t stream, bool trans_a, bool trans_b, int64_t m, in
                                           static_cast<uint64_t>(m), ldc));
 
   const uint32_t align_a = alignment_of(b), align_b = alignment_of(a), align_c = alignment_of(c);
-  const Key key{trans_a, trans_b, m,       n,       k,       lda,     ldb,
-                ldc,     lt,      tf32_,   align_a, align_b, align_c, alignment_of(vector)};
+  const Key key{trans_a, trans_b, m,     n,       k,       lda,     ldb,
+                ldc,     lt,      tf32_, align_a, align_b, align_c, alignment_of(vector)};
   auto found = algos_.find(key);
   if (found == algos_.end()) {
     Preference pref;
@@ -171,8 +175,8 @@ bool GemmLt::gemm(cudaStream_t stream, bool trans_a, bool trans_b, int64_t m, in
     if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
       cuda::check_cublas(status, "cublasLtMatmulAlgoGetHeuristic(...)", __FILE__, __LINE__);
     }
-    const bool ok = status == CUBLAS_STATUS_SUCCESS && returned > 0 &&
-                    result.state == CUBLAS_STATUS_SUCCESS;
+    const bool ok =
+        status == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
     found = algos_.emplace(key, Choice{ok, result.algo}).first;
   }
   if (!found->second.found) return false;

@@ -20,16 +20,16 @@
 namespace mg::kern {
 
 enum class VariantOp : int {
-  kConvGradPrepare,  // dy permute + ReLU mask + bias gradient of the conv backward
-  kIm2col,           // im2col (3x3 'same' and general K x K)
-  kCol2im,           // col2im (3x3 'same' and general K x K)
-  kConvOutput,       // the conv forward's permute + bias + ReLU epilogue
-  kPoolForward,      // max-pool 2x2 forward
-  kPoolBackward,     // max-pool 2x2 backward
-  kAdam,             // the Adam update
-  kBiasRelu,         // the dense forward's bias + ReLU after its GEMM
-  kDenseGradPrepare, // the dense backward's ReLU mask + bias gradient before its GEMMs
-  kConvGemm,         // how a conv layer's GEMMs meet the column matrix (whole batch, or chunks)
+  kConvGradPrepare,   // dy permute + ReLU mask + bias gradient of the conv backward
+  kIm2col,            // im2col (3x3 'same' and general K x K)
+  kCol2im,            // col2im (3x3 'same' and general K x K)
+  kConvOutput,        // the conv forward's permute + bias + ReLU epilogue
+  kPoolForward,       // max-pool 2x2 forward
+  kPoolBackward,      // max-pool 2x2 backward
+  kAdam,              // the Adam update
+  kBiasRelu,          // the dense forward's bias + ReLU after its GEMM
+  kDenseGradPrepare,  // the dense backward's ReLU mask + bias gradient before its GEMMs
+  kConvGemm,          // how a conv layer's GEMMs meet the column matrix (whole batch, or chunks)
 };
 inline constexpr size_t kVariantOpCount = 10;
 
