@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/bench_common.hpp"
@@ -370,11 +371,15 @@ double run_train_step(benchmark::State& state, Fixture& f, bool graph) {
 
 // --- the kernel variants (kernels/variants.hpp) ----------------------------------------------
 
-// One kernel of one layer at one variant: cuda/<layer>/<kernel>/v<N>/<batch>.
+// One kernel of one layer at one variant: cuda/<layer>/<kernel>/v<N>/<batch>. The ops whose
+// variant 1 has no kernel of its own (bias_relu and dense_grad_prepare move into the GEMM's
+// epilogue, conv_gemm changes how the GEMMs meet the column matrix) time the layer's whole pass
+// instead, and Adam the whole update (cuda/adam/update/v<N>).
 struct VariantRow {
   size_t layer = 0;
   kern::VariantOp op = kern::VariantOp::kIm2col;
   int variant = 0;
+  Pass pass = Pass::kForward;  // for the rows that time a layer's pass
 };
 
 const char* variant_op_name(kern::VariantOp op) {
@@ -383,8 +388,8 @@ const char* variant_op_name(kern::VariantOp op) {
   return "?";
 }
 
-OpCost variant_row_cost(const Layer& l, int64_t n, kern::VariantOp op) {
-  switch (op) {
+OpCost variant_row_cost(const Graph& g, const Layer& l, int64_t n, const VariantRow& r) {
+  switch (r.op) {
     case kern::VariantOp::kIm2col:
       return conv_kernel_cost(l, n, ConvKernel::kIm2col);
     case kern::VariantOp::kCol2im:
@@ -397,6 +402,12 @@ OpCost variant_row_cost(const Layer& l, int64_t n, kern::VariantOp op) {
       return pool_cost(l, n, Pass::kForward);
     case kern::VariantOp::kPoolBackward:
       return pool_cost(l, n, Pass::kBackward);
+    case kern::VariantOp::kAdam:
+      return op_cost(g, adam_op(), n);
+    case kern::VariantOp::kBiasRelu:
+    case kern::VariantOp::kDenseGradPrepare:
+    case kern::VariantOp::kConvGemm:
+      return layer_cost(l, n, r.pass);
   }
   return {};
 }
@@ -416,7 +427,7 @@ double run_variant_kernel(benchmark::State& state, Fixture& f, const VariantRow&
   const ConvScratch<float> s = f.scratch(i);
   float* x = net.activation(i);
   float* y = net.activation(i + 1);
-  std::function<void()> call;
+  std::function<void()> call, before = [&f] { f.flush_l2(); };
   switch (r.op) {
     case kern::VariantOp::kIm2col:
       call = [=] { kern::im2col(x, d, s.col, stream); };
@@ -442,42 +453,77 @@ double run_variant_kernel(benchmark::State& state, Fixture& f, const VariantRow&
     case kern::VariantOp::kPoolBackward:
       call = [=, &net] { call_layer(net, i, Pass::kBackward, n, s); };
       break;
+    case kern::VariantOp::kAdam:
+      call = [&net] { net.adam_update(); };
+      break;
+    case kern::VariantOp::kBiasRelu:
+    case kern::VariantOp::kDenseGradPrepare:
+      // The backward masks dy in place: again and again the same mask, the same work.
+      call = [=, &net] { call_layer(net, i, r.pass, n, s); };
+      break;
+    case kern::VariantOp::kConvGemm:
+      call = [=, &net] { call_layer(net, i, r.pass, n, s); };
+      // The backward overwrites the forward's column matrix with d(col): refill it (untimed).
+      if (r.pass == Pass::kBackward && has_input_grad(l)) {
+        before = [=, &f, &net] {
+          call_layer(net, i, Pass::kForward, n, s);
+          f.flush_l2();
+        };
+      }
+      break;
   }
-  return f.timed_loop(state, [&] { f.flush_l2(); }, call);
+  return f.timed_loop(state, before, call);
+}
+
+void register_variant_row(const Graph& g, int64_t n, const Peak& peak, double min_time,
+                          const VariantRow& row, const std::string& op_name) {
+  const Layer& l = g.layers()[row.layer];
+  const std::string name =
+      "cuda/" + op_name + "/v" + std::to_string(row.variant) + "/" + std::to_string(n);
+  const OpCost cost = variant_row_cost(g, l, n, row);
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [row, n, peak, cost](benchmark::State& st) {
+                                 try {
+                                   Fixture& f = fixture(n);
+                                   const double seconds = run_variant_kernel(st, f, row);
+                                   set_counters(st, cost, peak,
+                                                row.op == kern::VariantOp::kAdam ? 0 : n, seconds);
+                                 } catch (const std::exception& e) {
+                                   st.SkipWithError(e.what());
+                                 }
+                               })
+      ->UseManualTime()
+      ->MinTime(min_time)
+      ->Unit(benchmark::kMicrosecond);
 }
 
 void register_variant_rows(const Graph& g, int64_t n, const Peak& peak, double min_time) {
+  auto count = [](kern::VariantOp op) { return kern::kVariantOps[static_cast<size_t>(op)].count; };
   for (const Layer& l : g.layers()) {
-    std::vector<kern::VariantOp> ops;
+    // (op, pass, the row's kernel name)
+    std::vector<std::tuple<kern::VariantOp, Pass, std::string>> ops;
     if (l.kind == LayerKind::kConv2d) {
-      ops = {kern::VariantOp::kIm2col, kern::VariantOp::kConvOutput,
-             kern::VariantOp::kConvGradPrepare};
-      if (has_input_grad(l)) ops.push_back(kern::VariantOp::kCol2im);
+      for (const kern::VariantOp op : {kern::VariantOp::kIm2col, kern::VariantOp::kConvOutput,
+                                       kern::VariantOp::kConvGradPrepare})
+        ops.emplace_back(op, Pass::kForward, variant_op_name(op));
+      if (has_input_grad(l)) ops.emplace_back(kern::VariantOp::kCol2im, Pass::kForward, "col2im");
+      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kForward, "conv_gemm_forward");
+      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kBackward, "conv_gemm_backward");
     } else if (l.kind == LayerKind::kMaxPool) {
-      ops = {kern::VariantOp::kPoolForward, kern::VariantOp::kPoolBackward};
+      ops = {{kern::VariantOp::kPoolForward, Pass::kForward, "maxpool_forward"},
+             {kern::VariantOp::kPoolBackward, Pass::kBackward, "maxpool_backward"}};
+    } else if (l.kind == LayerKind::kDense) {
+      ops = {{kern::VariantOp::kBiasRelu, Pass::kForward, "bias_relu"},
+             {kern::VariantOp::kDenseGradPrepare, Pass::kBackward, "dense_grad_prepare"}};
     }
-    for (const kern::VariantOp op : ops) {
-      for (int v = 0; v < kern::kVariantOps[static_cast<size_t>(op)].count; ++v) {
-        const VariantRow row{static_cast<size_t>(l.index), op, v};
-        const std::string name = "cuda/" + l.name + "/" + variant_op_name(op) + "/v" +
-                                 std::to_string(v) + "/" + std::to_string(n);
-        const OpCost cost = variant_row_cost(l, n, op);
-        benchmark::RegisterBenchmark(name.c_str(),
-                                     [row, n, peak, cost](benchmark::State& st) {
-                                       try {
-                                         Fixture& f = fixture(n);
-                                         const double seconds = run_variant_kernel(st, f, row);
-                                         set_counters(st, cost, peak, n, seconds);
-                                       } catch (const std::exception& e) {
-                                         st.SkipWithError(e.what());
-                                       }
-                                     })
-            ->UseManualTime()
-            ->MinTime(min_time)
-            ->Unit(benchmark::kMicrosecond);
-      }
-    }
+    for (const auto& [op, pass, kernel] : ops)
+      for (int v = 0; v < count(op); ++v)
+        register_variant_row(g, n, peak, min_time, {static_cast<size_t>(l.index), op, v, pass},
+                             l.name + "/" + kernel);
   }
+  for (int v = 0; v < count(kern::VariantOp::kAdam); ++v)
+    register_variant_row(g, n, peak, min_time, {0, kern::VariantOp::kAdam, v, Pass::kForward},
+                         "adam/update");
 }
 
 // `set`: run the op (the whole step) under this variant set, on a fixture built under it, so the

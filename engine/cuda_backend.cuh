@@ -33,6 +33,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/dense.cuh"
 #include "kernels/dropout.cuh"
+#include "kernels/gemm.cuh"
 #include "kernels/pool.cuh"
 #include "kernels/regularize.cuh"
 #include "kernels/softmax_xent.cuh"
@@ -111,12 +112,12 @@ class CudaBackend {
     kern::conv3x3_forward(cublas_, stream_, conv_dims(l, n), l.relu, x, w, b, y, s.col, s.tmp);
   }
 
-  // Uses the forward's im2col(x) left in s.col (as CpuBackend does), then overwrites it with
-  // d(col) when dx is wanted.
-  void conv_backward(const Layer& l, int64_t n, const float* /*x*/, const float* w, const float* y,
+  // Uses the forward's im2col(x) left in s.col (as CpuBackend does), or unfolds x again chunk by
+  // chunk (conv_gemm variant 1), then overwrites it with d(col) when dx is wanted.
+  void conv_backward(const Layer& l, int64_t n, const float* x, const float* w, const float* y,
                      const float* dy, float* dx, float* dw, float* db, ConvScratch<float> s) {
-    kern::conv3x3_backward(cublas_, stream_, conv_dims(l, n), l.relu, w, y, dy, dx, dw, db, s.col,
-                           s.tmp);
+    kern::conv3x3_backward(cublas_, stream_, conv_dims(l, n), l.relu, x, w, y, dy, dx, dw, db,
+                           s.col, s.tmp);
   }
 
   void relu_forward(const Layer& l, int64_t n, const float* x, float* y) {
@@ -171,13 +172,13 @@ class CudaBackend {
 
   void dense_forward(const Layer& l, int64_t n, const float* x, const float* w, const float* b,
                      float* y) {
-    kern::dense_forward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, b, y);
+    kern::dense_forward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, b, y, &lt_);
   }
 
   void dense_backward(const Layer& l, int64_t n, const float* x, const float* w, const float* y,
                       float* dy, float* dx, float* dw, float* db) {
-    kern::dense_backward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, y, dy, dx, dw,
-                         db);
+    kern::dense_backward(cublas_, stream_, n, l.in.size(), l.out.c, l.relu, x, w, y, dy, dx, dw, db,
+                         &lt_);
   }
 
   void copy(float* dst, const float* src, int64_t count) {
@@ -199,7 +200,7 @@ class CudaBackend {
             const double* lr, const double* weight_decay, const uint8_t* kernel_mask,
             const int64_t* counters) {
     kern::adam_update(p, g, m, v, count, c, lr, counters + kStepCounter, stream_, weight_decay,
-                      kernel_mask);
+                      kernel_mask, adam_scalars_.data());
   }
 
   void l2_penalty(const float* p, float* g, const uint8_t* kernel_mask, int64_t count, double l2,
@@ -348,6 +349,7 @@ class CudaBackend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  kern::GemmLt lt_;  // cuBLASLt, with the same workspace: the dense layers' variant 1
   bool use_graphs_ = false;
   Precision precision_ = Precision::kFp32;
   uint64_t generation_ = 0;
@@ -356,6 +358,7 @@ class CudaBackend {
   DeviceBuffer<uint32_t> shuffle_keys_;
   DeviceBuffer<int32_t> shuffle_positions_;
   DeviceBuffer<double> l2_partials_;  // kern::l2_penalty's per-block sums
+  DeviceBuffer<float> adam_scalars_;  // Adam variant 1's step size and decay, written each step
 };
 
 }  // namespace mg

@@ -158,7 +158,9 @@ CudaBackend::CudaBackend(bool use_graphs, Precision precision)
     CUBLAS_CHECK(cublasSetMathMode(cublas_, precision_ == Precision::kTf32
                                                 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                 : CUBLAS_DEFAULT_MATH));
+    lt_ = kern::GemmLt(cublas_workspace_, kCublasWorkspaceBytes, precision_ == Precision::kTf32);
     l2_partials_ = DeviceBuffer<double>(kern::kL2Blocks, stream_);
+    adam_scalars_ = DeviceBuffer<float>(2, stream_);
   } catch (...) {
     release();
     throw;
@@ -173,6 +175,7 @@ void CudaBackend::release() noexcept {
   graphs_.clear();
   if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
   cublas_ = nullptr;
+  lt_ = kern::GemmLt();
   if (cublas_workspace_ != nullptr) (void)cudaFree(cublas_workspace_);
   cublas_workspace_ = nullptr;
   if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);

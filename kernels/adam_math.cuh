@@ -18,6 +18,18 @@ MG_HOST_DEVICE double adam_alpha_at(double lr, double beta1, double beta2, int64
   return lr * sqrt(1.0 - pow(beta2, t)) / (1.0 - pow(beta1, t));
 }
 
+// A step's two scalars, as every Adam kernel rounds them: alpha_t in double, rounded once to
+// float, and AdamW's decay lr * weight_decay (0 without a kernel mask: plain Adam).
+struct AdamStepScalars {
+  float alpha, decay;
+};
+
+MG_HOST_DEVICE AdamStepScalars adam_step_scalars(double lr, double weight_decay, bool decayed,
+                                                 double beta1, double beta2, int64_t step) {
+  return {static_cast<float>(adam_alpha_at(lr, beta1, beta2, step)),
+          decayed ? static_cast<float>(lr * weight_decay) : 0.0f};
+}
+
 // Element i of the flat parameter buffer; the same expressions as cpu::adam_update. decay is
 // lr * weight_decay for a kernel weight, 0 for any other parameter (AdamW's decoupled decay first).
 template <class T>

@@ -1,3 +1,7 @@
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+
 #include "kernels/conv.cuh"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
@@ -132,6 +136,70 @@ __global__ void __launch_bounds__(kChannelBlock)
   }
 }
 
+// --- conv_gemm variant 2 (kernels/variants.hpp; docs/cuda.md "Kernel variants") -----------------
+// The forward as one implicit GEMM in FP32 FMA: a block computes a 64 x 64 tile of
+// y^T = w [c_out, k] * col [k, n*oh*ow], 16 steps of k at a time: the weights' 64 x 16 and the
+// column matrix's 16 x 64 are loaded into shared memory (the latter gathered from x with
+// implicit_col_at, zeros in the padding and past the edges), then each of 256 threads adds the
+// products into its 4 x 4 outputs. The tile is written to y with the bias and ReLU. Tiles are
+// grid-strided, so any grid covers the output.
+constexpr int kIgTile = 64, kIgStep = 16, kIgThreads = 256, kIgPer = 4;
+
+template <int K, int PAD>
+__global__ void __launch_bounds__(kIgThreads)
+    conv_implicit_gemm_kernel(const float* x, const float* w, const float* b, ConvDims32 d,
+                              bool relu, float* y) {
+  __shared__ float ws[kIgStep][kIgTile];  // ws[kk][co - m0]
+  __shared__ float cs[kIgStep][kIgTile];  // cs[kk][j - n0]
+  const int32_t kdim = d.c_in * d.kernel * d.kernel, cols = d.n * d.oh * d.ow;
+  const int32_t m_tiles = (d.c_out + kIgTile - 1) / kIgTile,
+                n_tiles = (cols + kIgTile - 1) / kIgTile;
+  const int32_t tiles = m_tiles * n_tiles;
+  const int32_t t = static_cast<int32_t>(threadIdx.x);
+  const int32_t tx = t % (kIgTile / kIgPer), ty = t / (kIgTile / kIgPer);
+  for (int32_t tile = static_cast<int32_t>(blockIdx.x); tile < tiles;
+       tile += static_cast<int32_t>(gridDim.x)) {
+    const int32_t m0 = (tile % m_tiles) * kIgTile, n0 = (tile / m_tiles) * kIgTile;
+    float acc[kIgPer][kIgPer] = {};
+    for (int32_t k0 = 0; k0 < kdim; k0 += kIgStep) {
+      // w [c_out, kdim] row-major: consecutive threads read consecutive k of one channel.
+      for (int32_t e = t; e < kIgStep * kIgTile; e += kIgThreads) {
+        const int32_t co = e / kIgStep, kk = e - co * kIgStep;
+        ws[kk][co] = m0 + co < d.c_out && k0 + kk < kdim ? w[(m0 + co) * kdim + k0 + kk] : 0.0f;
+      }
+      // Consecutive threads gather consecutive columns (pixels of a row of x).
+      for (int32_t e = t; e < kIgStep * kIgTile; e += kIgThreads) {
+        const int32_t kk = e / kIgTile, j = e - kk * kIgTile;
+        cs[kk][j] = k0 + kk < kdim && n0 + j < cols
+                        ? implicit_col_at<float, K, PAD>(x, d, k0 + kk, n0 + j)
+                        : 0.0f;
+      }
+      __syncthreads();
+      for (int32_t kk = 0; kk < kIgStep; ++kk) {
+        float a[kIgPer], c[kIgPer];
+        for (int32_t i = 0; i < kIgPer; ++i) {
+          a[i] = ws[kk][ty * kIgPer + i];
+          c[i] = cs[kk][tx * kIgPer + i];
+        }
+        for (int32_t i = 0; i < kIgPer; ++i)
+          for (int32_t jj = 0; jj < kIgPer; ++jj) acc[i][jj] += a[i] * c[jj];
+      }
+      __syncthreads();
+    }
+    for (int32_t i = 0; i < kIgPer; ++i) {
+      const int32_t co = m0 + ty * kIgPer + i;
+      if (co >= d.c_out) continue;
+      const float bias = b[co];
+      for (int32_t jj = 0; jj < kIgPer; ++jj) {
+        const int32_t j = n0 + tx * kIgPer + jj;
+        if (j >= cols) continue;
+        const float v = acc[i][jj] + bias;
+        y[implicit_output_index(d, co, j)] = relu && v < 0.0f ? 0.0f : v;
+      }
+    }
+  }
+}
+
 bool v1(VariantOp op) { return kernel_variants()[op] == 1; }
 
 }  // namespace
@@ -197,6 +265,22 @@ bool conv_grad_prepare_v1(const float* y, const float* dy, int64_t n, int64_t c,
   return true;
 }
 
+// False when the sizes need 64-bit indices (the caller then runs the explicit GEMM).
+bool conv_implicit_forward(const float* x, const float* w, const float* b, const ConvDims& d,
+                           bool relu, float* y, cudaStream_t stream) {
+  if (!conv_fits_int32(d)) return false;
+  const ConvDims32 d32 = conv_dims32(d);
+  const int64_t tiles = (d.c_out + kIgTile - 1) / kIgTile * ((d.cols() + kIgTile - 1) / kIgTile);
+  const int blocks = blocks_for(tiles, 1, cuda::max_grid_blocks());
+  if (d.is_3x3_same()) {
+    conv_implicit_gemm_kernel<3, 1><<<blocks, kIgThreads, 0, stream>>>(x, w, b, d32, relu, y);
+  } else {
+    conv_implicit_gemm_kernel<0, 0><<<blocks, kIgThreads, 0, stream>>>(x, w, b, d32, relu, y);
+  }
+  MG_CHECK_LAUNCH("conv_implicit_gemm_kernel");
+  return true;
+}
+
 }  // namespace
 
 void im2col_3x3(const float* x, const ConvDims& d, float* col, cudaStream_t stream) {
@@ -253,28 +337,85 @@ void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, in
   MG_CHECK_LAUNCH("conv_grad_prepare_kernel");
 }
 
+namespace {
+
+std::atomic<int64_t> g_conv_chunk_bytes{kConvChunkBytes};
+
+int conv_gemm_variant() { return kernel_variants()[VariantOp::kConvGemm]; }
+
+// The chunks the layer's explicit GEMMs run in: variant 0's whole batch, or variant 1's (and
+// variant 2's backward) chunks, one when the layer's column matrix fits the budget anyway.
+ConvChunks chunks_for(const ConvDims& d) {
+  if (conv_gemm_variant() == 0) return {d.n, 1};
+  return conv_chunks(d, conv_chunk_bytes());
+}
+
+// Whether the forward left the whole batch's im2col(x) in col for the backward.
+bool forward_keeps_col(const ConvDims& d) {
+  return conv_gemm_variant() == 0 || (conv_gemm_variant() == 1 && chunks_for(d).count <= 1) ||
+         (conv_gemm_variant() == 2 && !conv_fits_int32(d) && chunks_for(d).count <= 1);
+}
+
+// Calls f(i0, part) for each chunk in batch order: images [i0, i0 + part.n). Once, with part = d,
+// for an empty batch (so the GEMMs still write their outputs, as variant 0 does).
+template <class F>
+void for_each_chunk(const ConvDims& d, const ConvChunks& chunks, F&& f) {
+  const int64_t step = std::max<int64_t>(chunks.images, 1);
+  for (int64_t i0 = 0; i0 == 0 || i0 < d.n; i0 += step) {
+    ConvDims part = d;
+    part.n = std::min(step, d.n - i0);
+    f(i0, part);
+  }
+}
+
+}  // namespace
+
+int64_t conv_chunk_bytes() { return g_conv_chunk_bytes.load(std::memory_order_relaxed); }
+
+void set_conv_chunk_bytes(int64_t bytes) {
+  if (bytes < 1) throw std::invalid_argument("set_conv_chunk_bytes: need at least one byte");
+  g_conv_chunk_bytes.store(bytes, std::memory_order_relaxed);
+}
+
+bool conv_keeps_col(const ConvDims& d) { return forward_keeps_col(d); }
+
 void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
                      const float* x, const float* w, const float* b, float* y, float* col,
                      float* tmp) {
-  im2col(x, d, col, stream);
-  // tmp [c_out, cols] = w [c_out, k] * col [k, cols]
-  gemm_row_major(handle, stream, false, false, d.c_out, d.cols(), d.k(), 1.0f, w, d.k(), col,
-                 d.cols(), 0.0f, tmp, d.cols());
+  // Variant 2: one implicit GEMM, col untouched.
+  if (conv_gemm_variant() == 2 && d.n > 0 && conv_implicit_forward(x, w, b, d, relu, y, stream))
+    return;
+  const ConvChunks chunks = chunks_for(d);
+  // Per chunk of images [i0, i0 + nc): its column matrix [k, nc*ohw] at the front of col, then
+  // tmp[:, i0*ohw ...] = w * col, a column block of the whole batch's channel-major output.
+  for_each_chunk(d, chunks, [&](int64_t i0, const ConvDims& part) {
+    im2col(x + i0 * d.c_in * d.hw(), part, col, stream);
+    // tmp [c_out, cols] = w [c_out, k] * col [k, cols]
+    gemm_row_major(handle, stream, false, false, d.c_out, part.cols(), d.k(), 1.0f, w, d.k(), col,
+                   part.cols(), 0.0f, tmp + i0 * d.ohw(), d.cols());
+  });
   conv_output(tmp, b, d.n, d.c_out, d.ohw(), relu, y, stream);
 }
 
 void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
-                      const float* w, const float* y, const float* dy, float* dx, float* dw,
-                      float* db, float* col, float* tmp) {
+                      const float* x, const float* w, const float* y, const float* dy, float* dx,
+                      float* dw, float* db, float* col, float* tmp) {
   conv_grad_prepare(y, dy, d.n, d.c_out, d.ohw(), relu, tmp, db, stream);
-  // dw [c_out, k] = dy_cn [c_out, cols] * col [k, cols]^T, col = im2col(x) from the forward pass
-  gemm_row_major(handle, stream, false, true, d.c_out, d.k(), d.cols(), 1.0f, tmp, d.cols(), col,
-                 d.cols(), 0.0f, dw, d.k());
-  if (dx == nullptr) return;
-  // d(col) [k, cols] = w [c_out, k]^T * dy_cn [c_out, cols], over the column matrix
-  gemm_row_major(handle, stream, true, false, d.k(), d.cols(), d.c_out, 1.0f, w, d.k(), tmp,
-                 d.cols(), 0.0f, col, d.cols());
-  col2im(col, d, dx, stream);
+  const ConvChunks chunks = chunks_for(d);
+  const bool col_ready = forward_keeps_col(d);
+  for_each_chunk(d, chunks, [&](int64_t i0, const ConvDims& part) {
+    const float* dy_cn = tmp + i0 * d.ohw();  // the chunk's columns of dy_cn [c_out, cols]
+    // col still holds im2col(x) from the forward pass, or this chunk is unfolded now.
+    if (!col_ready) im2col(x + i0 * d.c_in * d.hw(), part, col, stream);
+    // dw [c_out, k] (+)= dy_cn [c_out, cols] * col [k, cols]^T, the chunks added in batch order
+    gemm_row_major(handle, stream, false, true, d.c_out, d.k(), part.cols(), 1.0f, dy_cn, d.cols(),
+                   col, part.cols(), i0 == 0 ? 0.0f : 1.0f, dw, d.k());
+    if (dx == nullptr) return;
+    // d(col) [k, cols] = w [c_out, k]^T * dy_cn [c_out, cols], over the column matrix
+    gemm_row_major(handle, stream, true, false, d.k(), part.cols(), d.c_out, 1.0f, w, d.k(), dy_cn,
+                   d.cols(), 0.0f, col, part.cols());
+    col2im(col, part, dx + i0 * d.c_in * d.hw(), stream);
+  });
 }
 
 }  // namespace mg::kern

@@ -36,6 +36,9 @@ void conv_grad_prepare(const float* y, const float* dy, int64_t n, int64_t c, in
 // y = relu?(conv(x, w) + b): im2col -> one SGEMM for the whole batch -> conv_output.
 // Any K and padding (the name is the seed model's). w is [c_out, c_in, K, K]; col holds k()*cols()
 // floats and keeps im2col(x) for the backward pass; tmp holds c_out*cols().
+// conv_gemm variant 1 (kernels/variants.hpp): when the column matrix passes conv_chunk_bytes(),
+// im2col and the SGEMM run per chunk of images (conv_chunks), each chunk's matrix at the front of
+// col; col then keeps only the last chunk's (conv_keeps_col says which).
 void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
                      const float* x, const float* w, const float* b, float* y, float* col,
                      float* tmp);
@@ -43,9 +46,19 @@ void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims&
 // From dy (masked by the ReLU of y when relu): db, dw = dy_cn * col^T, and when dx is not null
 // dx = col2im(w^T * dy_cn). col must hold im2col(x) as conv3x3_forward left it (Network gives each
 // conv layer its own); it is overwritten with d(col) when dx is wanted. Gradients are overwritten,
-// never accumulated; dy is left unchanged.
+// never accumulated; dy is left unchanged. In chunks (conv_gemm variant 1), each chunk unfolds x
+// again and dw adds the chunks' products in batch order (beta = 1 after the first), so the
+// result is the same on every run.
 void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
-                      const float* w, const float* y, const float* dy, float* dx, float* dw,
-                      float* db, float* col, float* tmp);
+                      const float* x, const float* w, const float* y, const float* dy, float* dx,
+                      float* dw, float* db, float* col, float* tmp);
+
+// Whether conv3x3_forward leaves the whole batch's im2col(x) in col (not in chunks).
+bool conv_keeps_col(const ConvDims& d);
+
+// The column-matrix bytes per chunk of conv_gemm variant 1 (kConvChunkBytes unless set): tests
+// lower it to split small layers into uneven chunks.
+int64_t conv_chunk_bytes();
+void set_conv_chunk_bytes(int64_t bytes);
 
 }  // namespace mg::kern

@@ -185,4 +185,54 @@ MG_HOST_DEVICE T conv_grad_mask(T y, T dy, bool relu) {
   return (!relu || y > T(0)) ? dy : T(0);
 }
 
+// --- conv_gemm variant 1: the batch in chunks whose column matrix stays in L2 -----------------
+//
+// Variant 0 unfolds the whole batch into one column matrix (conv2d_1 at batch 128: 288 x 25088
+// floats, 29 MB) and runs one GEMM over it; variant 1 walks the batch in chunks of images, each
+// unfolded into the front of the same buffer and multiplied at once, so the matrix a GEMM reads
+// was just written and is still in L2. The plan is host arithmetic, tested on the CPU.
+
+// Bytes of one chunk's column matrix that variant 1 aims to stay under: a fifth of an H100's or
+// H200's 50 MB L2, so the chunk's input, its slice of the GEMM output and the weights fit beside
+// it.
+inline constexpr int64_t kConvChunkBytes = int64_t{8} << 20;
+
+struct ConvChunks {
+  int64_t images;  // per chunk (the last may have fewer); n when the layer is not chunked
+  int64_t count;   // chunks
+};
+
+// Chunks of at most `budget` bytes of column matrix each (at least one image), as even as they
+// go: ceil(n / chunks) images, so chunk sizes differ by at most the last one's remainder.
+inline ConvChunks conv_chunks(const ConvDims& d, int64_t budget = kConvChunkBytes) {
+  const int64_t per_image = d.k() * d.ohw() * static_cast<int64_t>(sizeof(float));
+  if (d.n <= 1 || per_image <= 0) return {d.n, d.n > 0 ? 1 : 0};
+  const int64_t fit = budget / per_image < 1 ? 1 : budget / per_image;
+  if (fit >= d.n) return {d.n, 1};
+  const int64_t count = (d.n + fit - 1) / fit;
+  const int64_t images = (d.n + count - 1) / count;
+  return {images, (d.n + images - 1) / images};
+}
+
+// --- conv_gemm variant 2: the forward as one implicit GEMM -------------------------------------
+//
+// y = relu(w * col + b) with col never stored: a tile of it is gathered from x into shared memory
+// when the GEMM needs it, and the output goes straight to y [n, c_out, oh, ow] with the bias and
+// ReLU (no tmp, no conv_output). The GEMM's column j is image j / (oh*ow), offset j % (oh*ow).
+
+// col[row, j] of the whole batch's column matrix, read from x.
+template <class T, int K = 0, int PAD = 0>
+MG_HOST_DEVICE T implicit_col_at(const T* x, const ConvDims32& d, int32_t row, int32_t j) {
+  const int32_t ohw = d.oh * d.ow;
+  const int32_t img = j / ohw;
+  return im2col_v1_at<T, K, PAD>(x, d, row, img, j - img * ohw);
+}
+
+// Where the GEMM's output (channel co, column j) lands in y [n, c_out, oh*ow].
+MG_HOST_DEVICE int32_t implicit_output_index(const ConvDims32& d, int32_t co, int32_t j) {
+  const int32_t ohw = d.oh * d.ow;
+  const int32_t img = j / ohw;
+  return (img * d.c_out + co) * ohw + (j - img * ohw);
+}
+
 }  // namespace mg::kern

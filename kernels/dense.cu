@@ -1,6 +1,7 @@
 #include "kernels/dense.cuh"
 #include "kernels/device.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/variants.hpp"
 
 namespace mg::kern {
 namespace {
@@ -56,7 +57,13 @@ void dense_grad_prepare(const float* y, float* dy, int64_t n, int64_t out, bool 
 }
 
 void dense_forward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
-                   bool relu, const float* x, const float* w, const float* b, float* y) {
+                   bool relu, const float* x, const float* w, const float* b, float* y,
+                   GemmLt* lt) {
+  // Variant 1: the bias (+ ReLU) as the GEMM's epilogue, one kernel instead of two.
+  if (lt != nullptr && kernel_variants()[VariantOp::kBiasRelu] == 1 && n > 0 &&
+      lt->gemm(stream, false, true, n, out, in, x, in, w, in, y, out,
+               relu ? GemmEpilogue::kReluBias : GemmEpilogue::kBias, b))
+    return;
   // y [n, out] = x [n, in] * w [out, in]^T
   gemm_row_major(handle, stream, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
   bias_relu(y, b, n, out, relu, stream);
@@ -64,10 +71,23 @@ void dense_forward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_
 
 void dense_backward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
                     bool relu, const float* x, const float* w, const float* y, float* dy, float* dx,
-                    float* dw, float* db) {
-  dense_grad_prepare(y, dy, n, out, relu, db, stream);
-  // dw [out, in] = dy [n, out]^T * x [n, in]
-  gemm_row_major(handle, stream, true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+                    float* dw, float* db, GemmLt* lt) {
+  // Variant 1: the bias gradient as the dW GEMM's epilogue (the column sums of dy, its operand);
+  // the ReLU mask, where there is one, an elementwise pass over every SM before it.
+  bool dw_done = false;
+  if (lt != nullptr && kernel_variants()[VariantOp::kDenseGradPrepare] == 1 && n > 0) {
+    if (relu) relu_backward(y, dy, dy, n * out, stream);
+    // dw [out, in] = dy [n, out]^T * x [n, in]; db[j] = sum over the rows of dy
+    dw_done = lt->gemm(stream, true, false, out, in, n, dy, out, x, in, dw, in,
+                       GemmEpilogue::kBiasGradA, nullptr, db);
+    if (!dw_done) dense_grad_prepare(y, dy, n, out, false, db, stream);  // dy is masked already
+  } else {
+    dense_grad_prepare(y, dy, n, out, relu, db, stream);
+  }
+  if (!dw_done) {
+    // dw [out, in] = dy [n, out]^T * x [n, in]
+    gemm_row_major(handle, stream, true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+  }
   // dx [n, in] = dy [n, out] * w [out, in]
   if (dx != nullptr) {
     gemm_row_major(handle, stream, false, false, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);

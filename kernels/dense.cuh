@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/dense_math.cuh"
+#include "kernels/gemm.cuh"
 
 namespace mg::kern {
 
@@ -24,13 +25,16 @@ void bias_relu(float* y, const float* b, int64_t n, int64_t out, bool relu, cuda
 void dense_grad_prepare(const float* y, float* dy, int64_t n, int64_t out, bool relu, float* db,
                         cudaStream_t stream);
 
-// y [n, out] = relu?(x [n, in] * w [out, in]^T + b).
+// y [n, out] = relu?(x [n, in] * w [out, in]^T + b). lt: the backend's cuBLASLt, for variant 1 of
+// bias_relu (kernels/variants.hpp: the bias and ReLU as the GEMM's epilogue); null runs variant 0.
 void dense_forward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
-                   bool relu, const float* x, const float* w, const float* b, float* y);
+                   bool relu, const float* x, const float* w, const float* b, float* y,
+                   GemmLt* lt = nullptr);
 
-// dy is masked in place (consumed); db, dw = dy^T x, and dx = dy w when dx is not null.
+// dy is masked in place (consumed); db, dw = dy^T x, and dx = dy w when dx is not null. lt: for
+// variant 1 of dense_grad_prepare (db as the dW GEMM's epilogue); null runs variant 0.
 void dense_backward(cublasHandle_t handle, cudaStream_t stream, int64_t n, int64_t in, int64_t out,
                     bool relu, const float* x, const float* w, const float* y, float* dy, float* dx,
-                    float* dw, float* db);
+                    float* dw, float* db, GemmLt* lt = nullptr);
 
 }  // namespace mg::kern

@@ -20,14 +20,18 @@
 namespace mg::kern {
 
 enum class VariantOp : int {
-  kConvGradPrepare,  // dy permute + ReLU mask + bias gradient of the conv backward
-  kIm2col,           // im2col (3x3 'same' and general K x K)
-  kCol2im,           // col2im (3x3 'same' and general K x K)
-  kConvOutput,       // the conv forward's permute + bias + ReLU epilogue
-  kPoolForward,      // max-pool 2x2 forward
-  kPoolBackward,     // max-pool 2x2 backward
+  kConvGradPrepare,   // dy permute + ReLU mask + bias gradient of the conv backward
+  kIm2col,            // im2col (3x3 'same' and general K x K)
+  kCol2im,            // col2im (3x3 'same' and general K x K)
+  kConvOutput,        // the conv forward's permute + bias + ReLU epilogue
+  kPoolForward,       // max-pool 2x2 forward
+  kPoolBackward,      // max-pool 2x2 backward
+  kAdam,              // the Adam update
+  kBiasRelu,          // the dense forward's bias + ReLU after its GEMM
+  kDenseGradPrepare,  // the dense backward's ReLU mask + bias gradient before its GEMMs
+  kConvGemm,          // how a conv layer's GEMMs meet the column matrix (whole batch, or chunks)
 };
-inline constexpr size_t kVariantOpCount = 6;
+inline constexpr size_t kVariantOpCount = 10;
 
 struct VariantOpInfo {
   VariantOp op;
@@ -42,6 +46,10 @@ inline constexpr std::array<VariantOpInfo, kVariantOpCount> kVariantOps = {{
     {VariantOp::kConvOutput, "conv_output", 2},
     {VariantOp::kPoolForward, "maxpool_forward", 2},
     {VariantOp::kPoolBackward, "maxpool_backward", 2},
+    {VariantOp::kAdam, "adam", 2},
+    {VariantOp::kBiasRelu, "bias_relu", 2},
+    {VariantOp::kDenseGradPrepare, "dense_grad_prepare", 2},
+    {VariantOp::kConvGemm, "conv_gemm", 3},
 }};
 
 inline constexpr const char* kVariantsEnv = "MNIST_GPU_VARIANTS";
@@ -60,8 +68,11 @@ struct KernelVariants {
     return k;
   }
 
+  // Every op at variant v, or at its highest where it has fewer: the sets the tests run.
+  static KernelVariants each_at_most(int v);
+
   // The set's short name in benchmark rows: "v<N>" when every op uses variant N, else one digit
-  // per op in kVariantOps' order ("v100000": conv_grad_prepare 1, the rest 0).
+  // per op in kVariantOps' order ("v1000000000": conv_grad_prepare 1, the rest 0).
   std::string label() const {
     bool same = true;
     for (const int v : of) same = same && v == of[0];
@@ -81,6 +92,12 @@ struct KernelVariants {
     return s;
   }
 };
+
+inline KernelVariants KernelVariants::each_at_most(int v) {
+  KernelVariants k;
+  for (const VariantOpInfo& info : kVariantOps) k[info.op] = v < info.count ? v : info.count - 1;
+  return k;
+}
 
 inline std::string variant_choices() {
   std::string s = "all";

@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <limits>
 #include <numeric>
@@ -62,6 +63,7 @@
 #include "engine/engine.hpp"
 #include "engine/init.hpp"
 #include "engine/network.hpp"
+#include "kernels/conv.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/variants.hpp"
@@ -255,8 +257,13 @@ INSTANTIATE_TEST_SUITE_P(Grids, CudaOp, ::testing::Values(0, 3),
                          });
 
 // The ops with numbered variants (kernels/variants.hpp) run their op tests once per variant, every
-// op of the set at that variant, with both grids: the same tests, the same tolerances.
-inline constexpr int kKernelVariantCount = 2;
+// op of the set at that variant (or at its highest, for ops with fewer), with both grids: the
+// same tests, the same tolerances.
+inline constexpr int kKernelVariantCount = [] {
+  int most = 0;
+  for (const kern::VariantOpInfo& info : kern::kVariantOps) most = std::max(most, info.count);
+  return most;
+}();
 
 class CudaVariantOp : public Cuda, public ::testing::WithParamInterface<std::tuple<int, int>> {
  protected:
@@ -265,15 +272,29 @@ class CudaVariantOp : public Cuda, public ::testing::WithParamInterface<std::tup
     if (IsSkipped()) return;
     saved_ = cuda::max_grid_blocks();
     cuda::set_max_grid_blocks(grid_cap(std::get<0>(GetParam())));
-    variants_.emplace(kern::KernelVariants::all(std::get<1>(GetParam())));
+    variants_.emplace(kern::KernelVariants::each_at_most(std::get<1>(GetParam())));
+    // With the small grids, conv_gemm variant 1 also runs every batch one image per chunk.
+    saved_chunk_bytes_ = kern::conv_chunk_bytes();
+    if (std::get<0>(GetParam()) == 3) kern::set_conv_chunk_bytes(1);
   }
   void TearDown() override {
     variants_.reset();
     if (saved_ > 0) cuda::set_max_grid_blocks(saved_);
+    if (saved_chunk_bytes_ > 0) kern::set_conv_chunk_bytes(saved_chunk_bytes_);
+  }
+
+  // True when none of the test's ops has the parameter's variant: the run would repeat the one
+  // below it.
+  bool no_such_variant(std::initializer_list<kern::VariantOp> ops) const {
+    const int v = std::get<1>(GetParam());
+    for (const kern::VariantOp op : ops)
+      if (v < kern::kVariantOps[static_cast<size_t>(op)].count) return false;
+    return true;
   }
 
  private:
   int saved_ = 0;
+  int64_t saved_chunk_bytes_ = 0;
   std::optional<kern::ScopedKernelVariants> variants_;
 };
 
@@ -331,11 +352,14 @@ TEST_P(CudaVariantOp, ConvForwardAndBackwardMatchTheCpu) {
                        {cold.data(), tmpd.data()});
       expect_close("conv y", y, yd);
 
-      // The column matrix the forward leaves for the backward is im2col(x), copied exactly.
-      Floats col_ref(static_cast<size_t>(ncol));
-      cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad},
-                  col_ref.data());
-      EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
+      // The column matrix the forward leaves for the backward is im2col(x), copied exactly
+      // (unless the layer ran in chunks, conv_gemm variant 1: the backward unfolds x again).
+      if (kern::conv_keeps_col(kern::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad})) {
+        Floats col_ref(static_cast<size_t>(ncol));
+        cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad},
+                    col_ref.data());
+        EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
+      }
 
       // Backward from the GPU's own y on both sides, so the ReLU masks are the same.
       const Doubles y_same = widen(y);
@@ -477,6 +501,8 @@ TEST_P(CudaOp, BatchNormMatchesTheCpu) {
 }
 
 TEST_P(CudaVariantOp, MaxPoolMatchesTheCpuExactly) {
+  if (no_such_variant({kern::VariantOp::kPoolForward, kern::VariantOp::kPoolBackward}))
+    GTEST_SKIP() << "no such variant of these ops";
   struct Case {
     int64_t n, c, h, w;
   };
@@ -548,7 +574,12 @@ TEST_P(CudaOp, DropoutMasksMatchTheCpuExactly) {
   }
 }
 
-TEST_P(CudaOp, DenseForwardAndBackwardMatchTheCpu) {
+// Variant 1 (bias_relu, dense_grad_prepare): the bias and ReLU as the forward GEMM's cuBLASLt
+// epilogue, the bias gradient as the dW GEMM's; the same tolerances (db is a float sum of n terms
+// in cuBLASLt's order instead of the rows' order).
+TEST_P(CudaVariantOp, DenseForwardAndBackwardMatchTheCpu) {
+  if (no_such_variant({kern::VariantOp::kBiasRelu, kern::VariantOp::kDenseGradPrepare}))
+    GTEST_SKIP() << "no such variant of these ops";
   struct Case {
     int64_t n, in, out;
   };
@@ -633,7 +664,8 @@ TEST_P(CudaOp, SoftmaxCrossEntropyMatchesTheCpu) {
 }
 
 // With weight decay (AdamW) on a mask of kernel weights: the mask's zeros (biases) must not decay.
-TEST_P(CudaOp, AdamMatchesTheCpu) {
+TEST_P(CudaVariantOp, AdamMatchesTheCpu) {
+  if (no_such_variant({kern::VariantOp::kAdam})) GTEST_SKIP() << "no such variant of these ops";
   const AdamConfig config;
   for (const int64_t count : {int64_t{1}, int64_t{1001}, int64_t{421642}}) {
     for (const int64_t first_step : {int64_t{0}, int64_t{5}})
@@ -690,6 +722,49 @@ TEST_P(CudaOp, AdamMatchesTheCpu) {
       }
       EXPECT_EQ(bad, 0);
     }
+  }
+}
+
+// Adam's variant 1 computes the step's alpha and decay once, by one thread, from the same device
+// values and with the same roundings as variant 0's per-block thread 0: the update must be the
+// same bit for bit, with the rate, the decay and the step counter changing between calls.
+TEST_P(CudaOp, AdamVariant1EqualsVariant0BitForBit) {
+  const AdamConfig config;
+  constexpr int64_t count = 100003;
+  for (const bool decayed : {false, true}) {
+    SCOPED_TRACE(decayed ? "AdamW" : "Adam");
+    std::vector<uint8_t> mask(static_cast<size_t>(count));
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 5 != 1);
+    std::vector<Floats> results;
+    for (const int variant : {0, 1}) {
+      kern::KernelVariants set;
+      set[kern::VariantOp::kAdam] = variant;
+      const kern::ScopedKernelVariants scoped(set);
+      CudaBackend be;
+      auto gp = device_copy(be, random_floats(count, 610)),
+           gm = device_copy(be, random_floats(count, 611, -0.01, 0.01)),
+           gv = device_copy(be, random_floats(count, 612, 0.0, 1e-4));
+      auto gmask = device_copy(be, mask);
+      auto gcounters = be.alloc<int64_t>(kCounterCount);
+      auto glr = be.alloc<double>(1), gwd = be.alloc<double>(1);
+      for (int64_t step = 0; step < 4; ++step) {
+        auto gg = device_copy(be, random_floats(count, 620 + static_cast<uint64_t>(step)));
+        const int64_t counters[kCounterCount] = {step * 7, 0};
+        be.upload(gcounters.data(), counters, kCounterCount);
+        const double lr = 1e-3 / static_cast<double>(1 + step),
+                     wd = 0.01 * static_cast<double>(step);
+        be.upload(glr.data(), &lr, 1);
+        be.upload(gwd.data(), &wd, 1);
+        be.adam(gp.data(), gg.data(), gm.data(), gv.data(), count, config, glr.data(),
+                decayed ? gwd.data() : nullptr, decayed ? gmask.data() : nullptr, gcounters.data());
+      }
+      Floats all = host_copy(be, gp.data(), count);
+      const Floats m = host_copy(be, gm.data(), count), v = host_copy(be, gv.data(), count);
+      all.insert(all.end(), m.begin(), m.end());
+      all.insert(all.end(), v.begin(), v.end());
+      results.push_back(std::move(all));
+    }
+    EXPECT_EQ(results[1], results[0]);
   }
 }
 
@@ -858,10 +933,13 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
   auto gdx = poisoned(be, nx), gdw = poisoned(be, nw), gdb = poisoned(be, c.c_out);
   be.conv_forward(l, c.n, gx.data(), gw.data(), gb.data(), gy.data(), {gcol.data(), gtmp.data()});
   const Floats y = host_copy(be, gy.data(), ny);
-  // The column matrix is im2col(x), exactly (before the backward overwrites it with d(col)).
-  Floats col_ref(static_cast<size_t>(ncol));
-  cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, 3, 1}, col_ref.data());
-  EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
+  // The column matrix is im2col(x), exactly (before the backward overwrites it with d(col)),
+  // unless the layer ran in chunks (conv_gemm variant 1).
+  if (kern::conv_keeps_col(kern::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out})) {
+    Floats col_ref(static_cast<size_t>(ncol));
+    cpu::im2col(x.data(), cpu::ConvDims{c.n, c.c_in, c.h, c.w, c.c_out, 3, 1}, col_ref.data());
+    EXPECT_EQ(host_copy(be, gcol.data(), ncol), col_ref);
+  }
   be.conv_backward(l, c.n, gx.data(), gw.data(), gy.data(), gdy.data(), gdx.data(), gdw.data(),
                    gdb.data(), {gcol.data(), gtmp.data()});
   const Floats dx = host_copy(be, gdx.data(), nx), dw = host_copy(be, gdw.data(), nw),
@@ -907,14 +985,34 @@ void check_seed_conv(const ConvCase& c, Precision precision, uint64_t seed) {
 
 const ConvCase kSeedConvs[] = {{128, 1, 28, 28, 32}, {128, 32, 14, 14, 64}};
 
-// Every variant of the conv kernels (im2col, col2im, the epilogue, conv_grad_prepare).
+// Every variant of the conv kernels (im2col, col2im, the epilogue, conv_grad_prepare, conv_gemm:
+// conv2d_1's 29 MB column matrix in four chunks of 32 images).
 TEST_F(Cuda, ConvAtTheSeedModelsShapesMatchesTheCpu) {
   for (int v = 0; v < kKernelVariantCount; ++v) {
     SCOPED_TRACE("kernel variant " + std::to_string(v));
-    const kern::ScopedKernelVariants variants(kern::KernelVariants::all(v));
+    const kern::ScopedKernelVariants variants(kern::KernelVariants::each_at_most(v));
     uint64_t seed = 1000;
     for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kFp32, seed += 10);
   }
+}
+
+// conv_gemm variant 1 with uneven chunks: a budget of three images' column matrices splits the
+// batch of 128 into 42 chunks of 3 and one of 2.
+TEST_F(Cuda, ConvInUnevenChunksAtTheSeedModelsShapesMatchesTheCpu) {
+  kern::KernelVariants set;
+  set[kern::VariantOp::kConvGemm] = 1;
+  const kern::ScopedKernelVariants variants(set);
+  const int64_t saved = kern::conv_chunk_bytes();
+  uint64_t seed = 1050;
+  for (const ConvCase& c : kSeedConvs) {
+    const kern::ConvDims d{c.n, c.c_in, c.h, c.w, c.c_out};
+    const int64_t per_image = d.k() * d.ohw() * int64_t{sizeof(float)};
+    kern::set_conv_chunk_bytes(3 * per_image);
+    EXPECT_EQ(kern::conv_chunks(d, 3 * per_image).count, 43);
+    EXPECT_FALSE(kern::conv_keeps_col(d));
+    check_seed_conv(c, Precision::kFp32, seed += 10);
+  }
+  kern::set_conv_chunk_bytes(saved);
 }
 
 // Max-pool at the seed model's two pools, batch 128, every variant: values, argmax and the
@@ -925,7 +1023,7 @@ TEST_F(Cuda, MaxPoolAtTheSeedModelsShapesMatchesTheCpuExactly) {
   };
   constexpr int64_t n = 128;
   for (int v = 0; v < kKernelVariantCount; ++v) {
-    const kern::ScopedKernelVariants variants(kern::KernelVariants::all(v));
+    const kern::ScopedKernelVariants variants(kern::KernelVariants::each_at_most(v));
     uint64_t seed = 1200;
     for (const Case& c : {Case{32, 28, 28}, Case{64, 14, 14}}) {
       for (const bool ties : {true, false}) {
@@ -1236,6 +1334,17 @@ TEST_F(Cuda, NetworkStepAtBatch128MatchesTheCpu) {
 // cuda/train_step/v1/128.
 TEST_F(Cuda, NetworkStepAtBatch128WithEveryVariant1MatchesTheCpu) {
   const kern::ScopedKernelVariants variants(kern::KernelVariants::all(1));
+  expect_network_step_close(128, Precision::kFp32, 1e-5);
+  expect_network_step_close(
+      3, Precision::kFp32, 1e-5,
+      "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
+}
+
+// Every op at its highest variant (conv_gemm 2: the implicit-GEMM forward, the backward in
+// chunks).
+TEST_F(Cuda, NetworkStepAtBatch128WithTheHighestVariantsMatchesTheCpu) {
+  const kern::ScopedKernelVariants variants(
+      kern::KernelVariants::each_at_most(kKernelVariantCount - 1));
   expect_network_step_close(128, Precision::kFp32, 1e-5);
   expect_network_step_close(
       3, Precision::kFp32, 1e-5,
@@ -1579,6 +1688,22 @@ TEST_F(Cuda, AdamWeightDecaySetAfterCaptureReachesTheGraph) {
   EXPECT_NE(graph.params, unchanged.params) << "the new decay must change the second epoch";
   EXPECT_EQ(graph.metrics[0].loss, unchanged.metrics[0].loss) << "the first epoch is the same";
   EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "no recapture for a new decay";
+}
+
+// Adam's variant 1 writes the step's alpha and decay into device memory from inside the step, so
+// a replayed graph computes them from that replay's step counter, rate and decay: with both
+// changed after the capture, the replays equal the eager launches and variant 0, bit for bit.
+TEST_F(Cuda, AdamVariant1UnderGraphReplayEqualsVariant0BitForBit) {
+  const RunResult v0 = train_twice(true, 3e-4, 0.01, 0.2);
+  kern::KernelVariants set;
+  set[kern::VariantOp::kAdam] = 1;
+  const kern::ScopedKernelVariants scoped(set);
+  const RunResult graph = train_twice(true, 3e-4, 0.01, 0.2),
+                  eager = train_twice(false, 3e-4, 0.01, 0.2);
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_EQ(graph.params, v0.params);
+  EXPECT_EQ(graph.metrics[2].loss, v0.metrics[2].loss);
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u);
 }
 
 TEST_F(Cuda, TrainingStateRoundTripsExactly) {

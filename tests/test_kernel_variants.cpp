@@ -5,6 +5,7 @@
 // tests/test_cuda.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -51,7 +52,7 @@ TEST(KernelVariants, ParsesOpsAllAndLaterEntriesOverride) {
   EXPECT_EQ(a[VariantOp::kConvGradPrepare], 1);
   EXPECT_EQ(a[VariantOp::kIm2col], 1);
   EXPECT_EQ(a[VariantOp::kCol2im], 0);
-  EXPECT_EQ(a.label(), "v110000");
+  EXPECT_EQ(a.label(), "v1100000000");
   const KernelVariants b = kern::parse_kernel_variants("all=1,maxpool_backward=0", "test");
   EXPECT_EQ(b[VariantOp::kPoolForward], 1);
   EXPECT_EQ(b[VariantOp::kPoolBackward], 0);
@@ -74,6 +75,59 @@ TEST(KernelVariants, BadEntriesAreErrorsThatNameTheSourceEntryAndChoices) {
       EXPECT_NE(m.find("conv_grad_prepare (0..1)"), std::string::npos) << m;
     }
   }
+}
+
+TEST(KernelVariants, EachAtMostCapsEveryOpAtItsHighestVariant) {
+  EXPECT_EQ(KernelVariants::each_at_most(0), KernelVariants{});
+  EXPECT_EQ(KernelVariants::each_at_most(1), KernelVariants::all(1)) << "every op has a variant 1";
+  const KernelVariants top = KernelVariants::each_at_most(99);
+  for (const auto& info : kern::kVariantOps) EXPECT_EQ(top[info.op], info.count - 1) << info.name;
+}
+
+// --- conv_gemm variant 1: the chunk plan
+// ----------------------------------------------------------
+
+// The chunks cover the batch in order (count - 1 full chunks and a last of 1..images), each
+// chunk's column matrix stays within the budget unless one image alone passes it, a batch whose
+// whole matrix fits is one chunk, and the chunks are as even as the count allows.
+TEST(KernelVariants, ConvChunksCoverTheBatchWithinTheBudget) {
+  const kern::ConvDims shapes[] = {{128, 1, 28, 28, 32},
+                                   {128, 32, 14, 14, 64},
+                                   {7, 3, 5, 4, 2},
+                                   {1, 2, 6, 7, 3, 5, 2},
+                                   {1000, 32, 14, 14, 64}};
+  for (const kern::ConvDims& shape : shapes) {
+    for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{128}, shape.n}) {
+      kern::ConvDims d = shape;
+      d.n = n;
+      const int64_t per_image = d.k() * d.ohw() * int64_t{sizeof(float)};
+      for (const int64_t budget : {int64_t{1}, per_image, 2 * per_image + 1, 3 * per_image,
+                                   kern::kConvChunkBytes, n * per_image, int64_t{1} << 40}) {
+        SCOPED_TRACE("n=" + std::to_string(n) + " k=" + std::to_string(d.k()) +
+                     " budget=" + std::to_string(budget));
+        const kern::ConvChunks c = kern::conv_chunks(d, budget);
+        ASSERT_GE(c.count, 1);
+        ASSERT_GE(c.images, 1);
+        const int64_t last = n - (c.count - 1) * c.images;
+        EXPECT_GE(last, 1);
+        EXPECT_LE(last, c.images);
+        EXPECT_TRUE(c.images == 1 || c.images * per_image <= budget || c.count == 1);
+        EXPECT_EQ(c.count == 1, n * per_image <= budget || n == 1);
+        // As even as it goes: no chunk count could use smaller chunks within the budget.
+        const int64_t fit = std::max<int64_t>(budget / per_image, 1);
+        if (c.count > 1) {
+          EXPECT_EQ(c.count, (n + fit - 1) / fit);
+        }
+      }
+    }
+  }
+  // The seed model at batch 128: conv2d (3.6 MB of column matrix) whole, conv2d_1 (29 MB) in
+  // four chunks of 32 images.
+  const kern::ConvChunks conv2d = kern::conv_chunks({128, 1, 28, 28, 32});
+  const kern::ConvChunks conv2d_1 = kern::conv_chunks({128, 32, 14, 14, 64});
+  EXPECT_EQ(conv2d.count, 1);
+  EXPECT_EQ(conv2d_1.count, 4);
+  EXPECT_EQ(conv2d_1.images, 32);
 }
 
 // --- variant 1's index arithmetic ---------------------------------------------------------------
@@ -199,6 +253,50 @@ TEST(KernelVariants, MaxPoolV1PicksAndGathersAsTheReference) {
         dx[static_cast<size_t>(p * d32.h * d32.w + r)] =
             kern::maxpool2x2_grad_v1_at(dy.data(), ref_arg.data(), d32, p, r);
     EXPECT_EQ(dx, ref_dx);
+  }
+}
+
+// conv_gemm variant 2's gather and scatter: column j of the implicit column matrix is the
+// reference's im2col column j, exactly, and the GEMM output (co, j) lands where the reference's
+// permute puts tmp[co, j], so bias + ReLU through implicit_output_index equals
+// cnhw_bias_act_to_nchw.
+TEST(KernelVariants, ImplicitGemmGatherAndScatterEqualTheReference) {
+  uint64_t seed = 70;
+  for (const auto& d : kShapes) {
+    SCOPED_TRACE("n=" + std::to_string(d.n) + " c=" + std::to_string(d.c_in) + " " +
+                 std::to_string(d.h) + "x" + std::to_string(d.w) +
+                 " k=" + std::to_string(d.kernel) + " pad=" + std::to_string(d.pad));
+    const kern::ConvDims32 d32 = kern::conv_dims32(d);
+    const auto rows = static_cast<int32_t>(d.k()), cols = static_cast<int32_t>(d.cols());
+    const Floats x = random_floats(d.n * d.c_in * d.hw(), ++seed);
+    Floats ref(static_cast<size_t>(d.k() * d.cols()), kNaN);
+    cpu::im2col(x.data(), cpu_dims(d), ref.data());
+    Floats col(ref.size(), kNaN), col3(ref.size(), kNaN);
+    for (int32_t r = 0; r < rows; ++r)
+      for (int32_t j = 0; j < cols; ++j) {
+        col[static_cast<size_t>(r * cols + j)] = kern::implicit_col_at(x.data(), d32, r, j);
+        if (d.is_3x3_same())
+          col3[static_cast<size_t>(r * cols + j)] =
+              kern::implicit_col_at<float, 3, 1>(x.data(), d32, r, j);
+      }
+    EXPECT_EQ(col, ref);
+    if (d.is_3x3_same()) {
+      EXPECT_EQ(col3, ref);
+    }
+
+    const Floats tmp = random_floats(d.c_out * d.cols(), ++seed),
+                 b = random_floats(d.c_out, ++seed);
+    for (const bool relu : {true, false}) {
+      Floats want(tmp.size(), kNaN), got(tmp.size(), kNaN);
+      cpu::cnhw_bias_act_to_nchw(tmp.data(), b.data(), relu, d.n, d.c_out, d.ohw(), want.data());
+      for (int32_t co = 0; co < d32.c_out; ++co)
+        for (int32_t j = 0; j < cols; ++j) {
+          const float v = tmp[static_cast<size_t>(co * cols + j)] + b[static_cast<size_t>(co)];
+          got[static_cast<size_t>(kern::implicit_output_index(d32, co, j))] =
+              relu && v < 0.0f ? 0.0f : v;
+        }
+      EXPECT_EQ(got, want) << "relu=" << relu;
+    }
   }
 }
 
