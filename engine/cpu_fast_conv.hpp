@@ -43,9 +43,10 @@ bool conv_supported(const ConvDims& d);
 class ConvWorkspace {
  public:
   struct Thread {
-    std::vector<float> tile;    // channel-last, zero-bordered inputs of the images at hand
+    std::vector<float> tile;    // the image's channel-last, zero-bordered input (backward,
+                                // narrow layers: its column matrix, [pixel][k padded])
     std::vector<float> out;     // forward: the image's output, [pixel][c_out]
-    std::vector<float> dtile;   // backward: d(tile) of one image
+    std::vector<float> dtile;   // backward: d(tile) of one image (narrow layers: first the tile)
     std::vector<float> row;     // backward, narrow layers: one pixel's d(column)
     std::vector<int32_t> off;   // backward: list entries' source offsets
     std::vector<float> g;       // backward: list entries' gradients
@@ -56,7 +57,7 @@ class ConvWorkspace {
   std::vector<float> w_ck;      // backward weights, [c_out][k padded]
   std::vector<float> dw_parts;  // per chunk: [c_out][k padded]
   std::vector<float> db_parts;  // per chunk: [c_out]
-  std::vector<int32_t> base;    // forward: each output pixel's offset in the tile
+  std::vector<int32_t> base;    // each output pixel's offset in the tile (its field's start)
 };
 
 // The most chunks a batch is split into for the backward's partial sums (fixed, so the result
