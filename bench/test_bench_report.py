@@ -220,9 +220,11 @@ class RealRunTest(unittest.TestCase):
                         "cpu/conv2d_1/backward/8", "cpu/max_pooling2d/backward/8",
                         "cpu/dropout_1/forward/8", "cpu/dense_1/backward/8",
                         "cpu/softmax_xent/forward_backward/8", "cpu/train_step/8",
-                        "cpu/adam/update"}
+                        "cpu/conv2d+max_pooling2d/forward/8",
+                        "cpu/conv2d_1+max_pooling2d_1/backward/8", "cpu/adam/update"}
             self.assertTrue(expected <= set(names), expected - set(names))
-            self.assertEqual(len(names), 20)  # 19 ops at batch 8, and Adam
+            # 19 ops at batch 8, the 4 fused conv + pool ops, and Adam
+            self.assertEqual(len(names), 24)
             for b in data["benchmarks"]:
                 for key in ("FLOP/s", "B/s", "pct_peak_flop", "pct_peak_bw", "pct_roof"):
                     self.assertIn(key, b, b["name"])
