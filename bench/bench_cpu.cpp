@@ -233,12 +233,13 @@ void call_conv_pool(Fixture& f, size_t i, Pass pass) {
   float* w = net.params() + c.weight_offset;
   if (pass == Pass::kForward) {
     f.backend().conv_pool_forward(c, p, n, net.activation(i), w, net.params() + c.bias_offset,
-                                  net.activation(i + 2), net.pool_argmax(i + 1));
+                                  net.activation(i + 2), net.pool_argmax(i + 1), f.scratch(i));
   } else {
     f.backend().conv_pool_backward(c, p, n, net.activation(i), w, net.activation(i + 2),
                                    net.activation_grad(i + 2), net.pool_argmax(i + 1),
                                    has_input_grad(c) ? net.activation_grad(i) : nullptr,
-                                   net.grads() + c.weight_offset, net.grads() + c.bias_offset);
+                                   net.grads() + c.weight_offset, net.grads() + c.bias_offset,
+                                   f.scratch(i));
   }
 }
 

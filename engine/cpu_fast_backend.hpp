@@ -40,16 +40,19 @@ class CpuFastBackend : public CpuBackend<float> {
     Base::conv_backward(l, n, x, w, y, dy, dx, dw, db, s);
   }
 
-  // pooled = pool(conv(x)) and its argmax; the conv's own output is not written.
+  // pooled = pool(conv(x)) and its argmax; the conv's own output is not written. (The scratch
+  // is not needed: the direct convolution keeps its own per-thread tiles.)
   void conv_pool_forward(const Layer& conv, const Layer& /*pool*/, int64_t n, const float* x,
-                         const float* w, const float* b, float* pooled, int32_t* argmax) {
+                         const float* w, const float* b, float* pooled, int32_t* argmax,
+                         ConvScratch<float> /*scratch*/) {
     cpu::fast::conv_pool_forward(x, w, b, conv.relu, conv_dims(conv, n), pooled, argmax, conv_ws_);
   }
 
   // From the pool's output gradient to the conv's dw, db and (unless null) dx.
   void conv_pool_backward(const Layer& conv, const Layer& /*pool*/, int64_t n, const float* x,
                           const float* w, const float* pooled, const float* dpooled,
-                          const int32_t* argmax, float* dx, float* dw, float* db) {
+                          const int32_t* argmax, float* dx, float* dw, float* db,
+                          ConvScratch<float> /*scratch*/) {
     cpu::fast::conv_pool_backward(x, w, pooled, dpooled, argmax, conv.relu, conv_dims(conv, n), dx,
                                   dw, db, conv_ws_);
   }

@@ -17,8 +17,9 @@
 //   (see CpuBackend for the exact signatures)
 // and may provide, to run a convolution and the 2x2 max-pool after it as one op in training:
 //   bool fuses_conv_pool(conv, pool, max_batch)     asked once per such pair, at construction
-//   conv_pool_forward(conv, pool, n, x, w, b, pooled, argmax)
-//   conv_pool_backward(conv, pool, n, x, w, pooled, dpooled, argmax, dx, dw, db)
+//   conv_pool_forward(conv, pool, n, x, w, b, pooled, argmax, scratch)
+//   conv_pool_backward(conv, pool, n, x, w, pooled, dpooled, argmax, dx, dw, db, scratch)
+// (scratch: the conv layer's ConvScratch, as conv_forward and conv_backward get it)
 // (see CpuFastBackend). A fused forward writes the pool's output and argmax but not the
 // convolution's output, and its backward goes from the pool's output gradient straight to the
 // convolution's gradients; inference (forward(n, false), backward(n, false)) never fuses, so every
@@ -162,7 +163,7 @@ class Network {
       if (training && fused_pool_[i]) {
         if constexpr (kCanFuseConvPool) {
           be_.conv_pool_forward(l, layers[i + 1], n, x, params() + l.weight_offset,
-                                params() + l.bias_offset, act_[i + 2], argmax_[i + 1]);
+                                params() + l.bias_offset, act_[i + 2], argmax_[i + 1], scratch(i));
         }
         ++i;  // the pool is done too
         continue;
@@ -227,7 +228,7 @@ class Network {
           T* conv_dx = i - 1 == 0 || dact_[i - 1] == nullptr ? input_grad : dact_[i - 1];
           be_.conv_pool_backward(c, l, n, act_[i - 1], params() + c.weight_offset, y, dy,
                                  argmax_[i], conv_dx, grads() + c.weight_offset,
-                                 grads() + c.bias_offset);
+                                 grads() + c.bias_offset, scratch(i - 1));
         }
         --i;  // the conv is done too
         continue;
