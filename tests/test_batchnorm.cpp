@@ -60,7 +60,7 @@ TEST(BatchNorm, TrainingForwardIsTheDefinitionAndUpdatesTheMovingStatisticsAsKer
     const Vec mm = random_vector(d.c, 4), mv = random_vector(d.c, 5, 0.5, 2.0);
     const Outputs o = forward(x, gamma, beta, d, true, mm, mv);
     for (int64_t ch = 0; ch < d.c; ++ch) {
-      const int64_t m = d.n * d.s;
+      const auto m = static_cast<double>(d.n * d.s);
       double mean = 0, var = 0;
       for (int64_t i = 0; i < d.n; ++i)
         for (int64_t j = 0; j < d.s; ++j) mean += x[(i * d.c + ch) * d.s + j] / m;

@@ -29,21 +29,15 @@
 #include "engine/init.hpp"
 #include "engine/model_spec.hpp"
 #include "engine/network.hpp"
+#include "test_util.hpp"
 
 namespace mg {
 namespace {
 
+using test::random_floats;
 using Floats = std::vector<float>;
 using Doubles = std::vector<double>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-Floats random_floats(int64_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  Floats v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 Doubles to_double(const Floats& v) { return Doubles(v.begin(), v.end()); }
 

@@ -65,6 +65,12 @@ inline std::vector<double> random_vector(size_t n, uint64_t seed, double lo = -1
   return v;
 }
 
+// Fresh random floats in [lo, hi): the doubles of random_vector, rounded.
+inline std::vector<float> random_floats(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  const std::vector<double> d = random_vector(static_cast<size_t>(n), seed, lo, hi);
+  return std::vector<float>(d.begin(), d.end());
+}
+
 // Central differences in double: h = 1e-5 leaves a truncation error of order h^2 and a rounding
 // error of order 1e-16 / h, both near 1e-10, so 1e-6 relative (plus 1e-8 absolute, for gradients
 // that are zero) catches a wrong index or a missing term without flaking.
