@@ -27,16 +27,14 @@ MG_SIMD_INLINE void mul_hi_lo(const U16& a, uint32_t k, U16& hi, U16& lo) {
 // philox4x32_10 (kernels/philox.cuh) on sixteen counters at once, lane j of c0..c3 being the
 // words of counter j.
 MG_SIMD_INLINE void philox16(U16& c0, U16& c1, U16& c2, U16& c3, uint32_t k0, uint32_t k1) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
+  for (int round = 0; round < kPhiloxRounds; ++round) {
     if (round > 0) {
-      k0 += kWeyl0;
-      k1 += kWeyl1;
+      k0 += kPhiloxWeyl0;
+      k1 += kPhiloxWeyl1;
     }
     U16 hi0, lo0, hi1, lo1;
-    mul_hi_lo(c0, kMul0, hi0, lo0);
-    mul_hi_lo(c2, kMul1, hi1, lo1);
+    mul_hi_lo(c0, kPhiloxMul0, hi0, lo0);
+    mul_hi_lo(c2, kPhiloxMul1, hi1, lo1);
     c0 = hi1 ^ c1 ^ k0;
     c1 = lo1;
     c2 = hi0 ^ c3 ^ k1;

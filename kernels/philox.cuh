@@ -33,16 +33,19 @@ struct Philox4 {
 // What a random stream is used for; part of the counter so the streams never overlap.
 enum class RngStream : uint32_t { kDropout = 1, kInit = 2, kShuffle = 3, kAugment = 4 };
 
+// Philox4x32's multipliers and Weyl key increments (also engine/cpu_fast_ops.cpp's 16-wide form).
+inline constexpr uint32_t kPhiloxMul0 = 0xD2511F53u, kPhiloxMul1 = 0xCD9E8D57u;
+inline constexpr uint32_t kPhiloxWeyl0 = 0x9E3779B9u, kPhiloxWeyl1 = 0xBB67AE85u;
+inline constexpr int kPhiloxRounds = 10;
+
 MG_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
+  for (int round = 0; round < kPhiloxRounds; ++round) {
     if (round > 0) {
-      k0 += kWeyl0;
-      k1 += kWeyl1;
+      k0 += kPhiloxWeyl0;
+      k1 += kPhiloxWeyl1;
     }
-    const uint64_t p0 = static_cast<uint64_t>(kMul0) * ctr.v[0];
-    const uint64_t p1 = static_cast<uint64_t>(kMul1) * ctr.v[2];
+    const uint64_t p0 = static_cast<uint64_t>(kPhiloxMul0) * ctr.v[0];
+    const uint64_t p1 = static_cast<uint64_t>(kPhiloxMul1) * ctr.v[2];
     const auto hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
     const auto hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
     ctr = Philox4{{hi1 ^ ctr.v[1] ^ k0, lo1, hi0 ^ ctr.v[3] ^ k1, lo0}};
