@@ -40,7 +40,8 @@ struct Peak {
 //   train_step                          Network<>::train_step, everything above plus Adam
 //   adam/update                         (no batch: the update is over the parameters)
 //   <conv>+<pool>/forward, .../backward  a conv and the pool after it as one op, where the
-//                                       backend fuses them in training (CPU)
+//                                       backend fuses them in training (CPU; CUDA with
+//                                       conv_pool = 1)
 enum class OpKind { kLayer, kSoftmaxXent, kGather, kTrainStep, kAdam, kConvPool };
 
 struct BenchOp {
@@ -174,6 +175,27 @@ void call_layer(Network<Backend>& net, size_t i, Pass pass, int64_t n,
       be.dense_backward(l, n, x, p + l.weight_offset, y, dy, dx, gr + l.weight_offset,
                         gr + l.bias_offset);
       break;
+  }
+}
+
+// A fused conv + pool op (the conv is layer i, the pool i + 1) exactly as Network<>::forward
+// (training) and Network<>::backward call it, on the network's own tensors; only the conv scratch
+// is the caller's. The first layer computes no dx, as in training.
+template <class Backend>
+void call_conv_pool(Network<Backend>& net, size_t i, Pass pass, int64_t n,
+                    ConvScratch<typename Backend::Scalar> s) {
+  Backend& be = net.backend();
+  const Layer& c = net.graph().layers()[i];
+  const Layer& p = net.graph().layers()[i + 1];
+  auto* w = net.params() + c.weight_offset;
+  if (pass == Pass::kForward) {
+    be.conv_pool_forward(c, p, n, net.activation(i), w, net.params() + c.bias_offset,
+                         net.activation(i + 2), net.pool_argmax(i + 1), s);
+  } else {
+    be.conv_pool_backward(c, p, n, net.activation(i), w, net.activation(i + 2),
+                          net.activation_grad(i + 2), net.pool_argmax(i + 1),
+                          has_input_grad(c) ? net.activation_grad(i) : nullptr,
+                          net.grads() + c.weight_offset, net.grads() + c.bias_offset, s);
   }
 }
 

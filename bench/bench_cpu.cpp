@@ -224,29 +224,11 @@ std::vector<Bytes> conv_pool_buffers(Fixture& f, size_t i, Pass pass) {
   return b;
 }
 
-// The fused op exactly as Network<>::forward (training) and Network<>::backward call it.
-void call_conv_pool(Fixture& f, size_t i, Pass pass) {
-  Network<Backend>& net = f.net();
-  const Layer& c = net.graph().layers()[i];
-  const Layer& p = net.graph().layers()[i + 1];
-  const int64_t n = f.batch();
-  float* w = net.params() + c.weight_offset;
-  if (pass == Pass::kForward) {
-    f.backend().conv_pool_forward(c, p, n, net.activation(i), w, net.params() + c.bias_offset,
-                                  net.activation(i + 2), net.pool_argmax(i + 1), f.scratch(i));
-  } else {
-    f.backend().conv_pool_backward(c, p, n, net.activation(i), w, net.activation(i + 2),
-                                   net.activation_grad(i + 2), net.pool_argmax(i + 1),
-                                   has_input_grad(c) ? net.activation_grad(i) : nullptr,
-                                   net.grads() + c.weight_offset, net.grads() + c.bias_offset,
-                                   f.scratch(i));
-  }
-}
-
 double run_conv_pool(benchmark::State& state, Fixture& f, size_t i, Pass pass) {
   const std::vector<Bytes> buffers = conv_pool_buffers(f, i, pass);
   return timed_loop(
-      state, [&] { flush(buffers); }, [&] { call_conv_pool(f, i, pass); });
+      state, [&] { flush(buffers); },
+      [&] { call_conv_pool(f.net(), i, pass, f.batch(), f.scratch(i)); });
 }
 
 double run_softmax_xent(benchmark::State& state, Fixture& f) {

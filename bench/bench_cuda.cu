@@ -8,7 +8,9 @@
 // iteration: overwrite a buffer twice the size of L2 (so no input is served from L2), record an
 // event, the op, an event, wait; the events' elapsed time is the iteration's (manual) time.
 // train_step replays the step's CUDA graph back to back, without flushing, as the engine does;
-// train_step_eager launches the same step kernel by kernel (so it includes launch gaps).
+// train_step_eager launches the same step kernel by kernel (so it includes launch gaps). The
+// fused conv + pool ops (conv_pool variant 1), <conv>+<pool>/forward and /backward, run at every
+// batch size as the CPU's do, whether or not the process's set fuses them in its steps.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -316,6 +318,41 @@ double run_layer(benchmark::State& state, Fixture& f, size_t i, Pass pass) {
       [&] { call_layer(net, i, pass, n, f.scratch(i)); });
 }
 
+// The fused conv + pool op (conv_pool variant 1), whatever the fixture's network fuses: it runs on
+// the network's tensors of one real step (the pool's output and argmax are the same fused or
+// not). Its backward overwrites the forward's column matrix with d(col) when it computes dx: run
+// the fused forward again first, untimed, as the training step does.
+double run_conv_pool(benchmark::State& state, Fixture& f, size_t i, Pass pass) {
+  Network<CudaBackend>& net = f.net();
+  const int64_t n = f.batch();
+  const bool refill_col = pass == Pass::kBackward && has_input_grad(net.graph().layers()[i]);
+  return f.timed_loop(
+      state,
+      [&] {
+        if (refill_col) call_conv_pool(net, i, Pass::kForward, n, f.scratch(i));
+        f.flush_l2();
+      },
+      [&] { call_conv_pool(net, i, pass, n, f.scratch(i)); });
+}
+
+// The seed model's conv + pool pairs the fused op takes at batch n (every one: conv_pool_fits),
+// forward then backward, named as the CPU's fused rows: <conv>+<pool>/forward.
+std::vector<BenchOp> conv_pool_pair_ops(const Graph& g, int64_t n) {
+  std::vector<BenchOp> ops;
+  const auto& layers = g.layers();
+  for (const Pass pass : {Pass::kForward, Pass::kBackward}) {
+    for (size_t i = 0; i + 1 < layers.size(); ++i) {
+      const Layer& c = layers[i];
+      if (c.kind != LayerKind::kConv2d || layers[i + 1].kind != LayerKind::kMaxPool) continue;
+      if (!kern::conv_pool_fits({n, c.in.c, c.in.h, c.in.w, c.out.c, c.kernel, c.pad})) continue;
+      ops.push_back({OpKind::kConvPool, i, pass,
+                     c.name + "+" + layers[i + 1].name +
+                         (pass == Pass::kForward ? "/forward" : "/backward")});
+    }
+  }
+  return ops;
+}
+
 double run_softmax_xent(benchmark::State& state, Fixture& f) {
   Network<CudaBackend>& net = f.net();
   const int64_t n = f.batch(), classes = net.graph().classes();
@@ -408,6 +445,8 @@ OpCost variant_row_cost(const Graph& g, const Layer& l, int64_t n, const Variant
     case kern::VariantOp::kDenseGradPrepare:
     case kern::VariantOp::kConvGemm:
       return layer_cost(l, n, r.pass);
+    case kern::VariantOp::kConvPool:  // the pair's interface, the same for both variants
+      return conv_pool_cost(l, g.layers()[r.layer + 1], n, r.pass);
   }
   return {};
 }
@@ -471,6 +510,34 @@ double run_variant_kernel(benchmark::State& state, Fixture& f, const VariantRow&
         };
       }
       break;
+    case kern::VariantOp::kConvPool:
+      // v0: the pair as two ops (conv then pool forward; pool then conv backward), v1: one.
+      if (r.variant == 0 && r.pass == Pass::kForward) {
+        call = [=, &net] {
+          call_layer(net, i, Pass::kForward, n, s);
+          call_layer(net, i + 1, Pass::kForward, n, s);
+        };
+      } else if (r.variant == 0) {
+        call = [=, &net] {
+          call_layer(net, i + 1, Pass::kBackward, n, s);
+          call_layer(net, i, Pass::kBackward, n, s);
+        };
+      } else {
+        call = [=, &net] { call_conv_pool(net, i, r.pass, n, s); };
+      }
+      // Either backward overwrites the column matrix with d(col) when it computes dx: refill it
+      // with the forward of the same variant (untimed).
+      if (r.pass == Pass::kBackward && has_input_grad(l)) {
+        before = [=, &f, &net] {
+          if (r.variant == 0) {
+            call_layer(net, i, Pass::kForward, n, s);
+          } else {
+            call_conv_pool(net, i, Pass::kForward, n, s);
+          }
+          f.flush_l2();
+        };
+      }
+      break;
   }
   return f.timed_loop(state, before, call);
 }
@@ -499,27 +566,37 @@ void register_variant_row(const Graph& g, int64_t n, const Peak& peak, double mi
 
 void register_variant_rows(const Graph& g, int64_t n, const Peak& peak, double min_time) {
   auto count = [](kern::VariantOp op) { return kern::kVariantOps[static_cast<size_t>(op)].count; };
-  for (const Layer& l : g.layers()) {
-    // (op, pass, the row's kernel name)
+  const auto& layers = g.layers();
+  for (const Layer& l : layers) {
+    // (op, pass, the row's op name: <layer>/<kernel>, or <conv>+<pool>/<kernel> for the pair)
     std::vector<std::tuple<kern::VariantOp, Pass, std::string>> ops;
+    const std::string layer = l.name + "/";
     if (l.kind == LayerKind::kConv2d) {
       for (const kern::VariantOp op : {kern::VariantOp::kIm2col, kern::VariantOp::kConvOutput,
                                        kern::VariantOp::kConvGradPrepare})
-        ops.emplace_back(op, Pass::kForward, variant_op_name(op));
-      if (has_input_grad(l)) ops.emplace_back(kern::VariantOp::kCol2im, Pass::kForward, "col2im");
-      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kForward, "conv_gemm_forward");
-      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kBackward, "conv_gemm_backward");
+        ops.emplace_back(op, Pass::kForward, layer + variant_op_name(op));
+      if (has_input_grad(l))
+        ops.emplace_back(kern::VariantOp::kCol2im, Pass::kForward, layer + "col2im");
+      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kForward, layer + "conv_gemm_forward");
+      ops.emplace_back(kern::VariantOp::kConvGemm, Pass::kBackward, layer + "conv_gemm_backward");
+      const auto next = static_cast<size_t>(l.index) + 1;
+      if (next < layers.size() && layers[next].kind == LayerKind::kMaxPool &&
+          kern::conv_pool_fits({n, l.in.c, l.in.h, l.in.w, l.out.c, l.kernel, l.pad})) {
+        const std::string pair = l.name + "+" + layers[next].name + "/";
+        ops.emplace_back(kern::VariantOp::kConvPool, Pass::kForward, pair + "conv_pool_forward");
+        ops.emplace_back(kern::VariantOp::kConvPool, Pass::kBackward, pair + "conv_pool_backward");
+      }
     } else if (l.kind == LayerKind::kMaxPool) {
-      ops = {{kern::VariantOp::kPoolForward, Pass::kForward, "maxpool_forward"},
-             {kern::VariantOp::kPoolBackward, Pass::kBackward, "maxpool_backward"}};
+      ops = {{kern::VariantOp::kPoolForward, Pass::kForward, layer + "maxpool_forward"},
+             {kern::VariantOp::kPoolBackward, Pass::kBackward, layer + "maxpool_backward"}};
     } else if (l.kind == LayerKind::kDense) {
-      ops = {{kern::VariantOp::kBiasRelu, Pass::kForward, "bias_relu"},
-             {kern::VariantOp::kDenseGradPrepare, Pass::kBackward, "dense_grad_prepare"}};
+      ops = {{kern::VariantOp::kBiasRelu, Pass::kForward, layer + "bias_relu"},
+             {kern::VariantOp::kDenseGradPrepare, Pass::kBackward, layer + "dense_grad_prepare"}};
     }
-    for (const auto& [op, pass, kernel] : ops)
+    for (const auto& [op, pass, name] : ops)
       for (int v = 0; v < count(op); ++v)
         register_variant_row(g, n, peak, min_time, {static_cast<size_t>(l.index), op, v, pass},
-                             l.name + "/" + kernel);
+                             name);
   }
   for (int v = 0; v < count(kern::VariantOp::kAdam); ++v)
     register_variant_row(g, n, peak, min_time, {0, kern::VariantOp::kAdam, v, Pass::kForward},
@@ -551,7 +628,8 @@ void run_op(benchmark::State& state, const BenchOp& op, int64_t n, const Peak& p
       case OpKind::kAdam:
         seconds = run_adam(state, f);
         break;
-      case OpKind::kConvPool:  // the CUDA backend does not fuse conv + pool; never registered
+      case OpKind::kConvPool:
+        seconds = run_conv_pool(state, f, op.layer, op.pass);
         break;
     }
     set_counters(state, op_cost(f.net().graph(), op, n), peak, op.kind == OpKind::kAdam ? 0 : n,
@@ -614,7 +692,10 @@ void register_cuda_benchmarks(double min_time, const kern::KernelVariants& step_
 
   const Graph g = Graph::build(ModelSpec::seed());
   for (const int64_t n : kBatchSizes) {
-    for (const BenchOp& op : step_ops(g)) {
+    std::vector<BenchOp> ops = step_ops(g);
+    const std::vector<BenchOp> fused = conv_pool_pair_ops(g, n);
+    ops.insert(ops.end() - 1, fused.begin(), fused.end());  // before train_step, as on the CPU
+    for (const BenchOp& op : ops) {
       register_one(bench_name("cuda", op, n), op, n, peak, /*graph=*/true, min_time);
       if (op.kind == OpKind::kTrainStep) {
         BenchOp eager = op;

@@ -37,6 +37,7 @@
 #include "kernels/pool.cuh"
 #include "kernels/regularize.cuh"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/variants.hpp"
 
 namespace mg {
 
@@ -118,6 +119,33 @@ class CudaBackend {
                      const float* dy, float* dx, float* dw, float* db, ConvScratch<float> s) {
     kern::conv3x3_backward(cublas_, stream_, conv_dims(l, n), l.relu, x, w, y, dy, dx, dw, db,
                            s.col, s.tmp);
+  }
+
+  // conv_pool variant 1 (kernels/variants.hpp): training runs a conv and the 2x2 max-pool after
+  // it as one op (Network asks once, at construction). Variant 0, the default, keeps them apart;
+  // a layer whose indices need 64 bits stays apart too.
+  bool fuses_conv_pool(const Layer& conv, const Layer& pool, int64_t max_batch) const {
+    return kern::kernel_variants()[kern::VariantOp::kConvPool] == 1 &&
+           conv.kind == LayerKind::kConv2d && pool.kind == LayerKind::kMaxPool &&
+           kern::conv_pool_fits(conv_dims(conv, max_batch));
+  }
+
+  // pooled and argmax = pool(conv(x)); the conv's output is not written. s.col keeps im2col(x) for
+  // the backward, as conv_forward's does.
+  void conv_pool_forward(const Layer& conv, const Layer& /*pool*/, int64_t n, const float* x,
+                         const float* w, const float* b, float* pooled, int32_t* argmax,
+                         ConvScratch<float> s) {
+    kern::conv_pool_forward(cublas_, stream_, conv_dims(conv, n), conv.relu, x, w, b, pooled,
+                            argmax, s.col, s.tmp);
+  }
+
+  // From the pool's output gradient to the conv's dw, db and (unless null) dx.
+  void conv_pool_backward(const Layer& conv, const Layer& /*pool*/, int64_t n, const float* x,
+                          const float* w, const float* pooled, const float* dpooled,
+                          const int32_t* argmax, float* dx, float* dw, float* db,
+                          ConvScratch<float> s) {
+    kern::conv_pool_backward(cublas_, stream_, conv_dims(conv, n), conv.relu, x, w, pooled, dpooled,
+                             argmax, dx, dw, db, s.col, s.tmp);
   }
 
   void relu_forward(const Layer& l, int64_t n, const float* x, float* y) {

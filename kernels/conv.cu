@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/conv.cuh"
 #include "kernels/device.cuh"
@@ -200,6 +201,44 @@ __global__ void __launch_bounds__(kIgThreads)
   }
 }
 
+// --- conv_pool variant 1 (kernels/variants.hpp; docs/cuda.md "Kernel variants") ---------------
+// The forward's epilogue over the box [image][channel][pooled offset]: each thread reads its
+// window's four GEMM outputs from tmp, adds the bias, applies the ReLU and writes the window's
+// maximum and argmax (conv_pool_pick_at); the conv's output is never written.
+__global__ void conv_pool_output_kernel(const float* tmp, const float* b, ConvDims32 d, bool relu,
+                                        Box3 box, float* pooled, int32_t* argmax) {
+  for_each_in_box(box, [&](int32_t r, int32_t j, int32_t i) {
+    const PoolPick<float> pick = conv_pool_pick_at(tmp, b[j], d, relu, i, j, r);
+    const int32_t o = (i * d.c_out + j) * box.nx + r;
+    pooled[o] = pick.value;
+    argmax[o] = pick.arg;
+  });
+}
+
+// The backward's prologue: a block per channel (grid-strided over channels), its threads strided
+// over the channel's n * (oh/2) * (ow/2) windows; each writes its window's entries of the
+// channel-major dz (conv_pool_window_grad) and adds the winner's gradient to its sum, in double;
+// then a fixed tree over the block (block_sum) gives db. Deterministic: no atomics, the same order
+// on every run.
+__global__ void __launch_bounds__(kChannelBlock)
+    conv_pool_grad_kernel(const float* pooled, const float* dpooled, const int32_t* argmax,
+                          ConvDims32 d, bool relu, float* dz, float* db) {
+  __shared__ double partial[kChannelBlock];
+  const int32_t windows = (d.oh / 2) * (d.ow / 2), per_channel = d.n * windows;
+  for (int32_t j = static_cast<int32_t>(blockIdx.x); j < d.c_out;
+       j += static_cast<int32_t>(gridDim.x)) {
+    float* row = dz + static_cast<int64_t>(j) * d.n * (d.oh * d.ow);
+    double sum = 0;
+    for (int32_t e = static_cast<int32_t>(threadIdx.x); e < per_channel;
+         e += static_cast<int32_t>(blockDim.x)) {
+      const int32_t i = e / windows;
+      sum += conv_pool_window_grad(pooled, dpooled, argmax, d, relu, i, j, e - i * windows, row);
+    }
+    sum = block_sum(sum, partial);
+    if (threadIdx.x == 0) db[j] = static_cast<float>(sum);
+  }
+}
+
 bool v1(VariantOp op) { return kernel_variants()[op] == 1; }
 
 }  // namespace
@@ -344,7 +383,8 @@ std::atomic<int64_t> g_conv_chunk_bytes{kConvChunkBytes};
 int conv_gemm_variant() { return kernel_variants()[VariantOp::kConvGemm]; }
 
 // The chunks the layer's explicit GEMMs run in: variant 0's whole batch, or variant 1's (and
-// variant 2's backward) chunks, one when the layer's column matrix fits the budget anyway.
+// variant 2's backward, and under variant 2 the fused conv + pool's forward too) chunks, one when
+// the layer's column matrix fits the budget anyway.
 ConvChunks chunks_for(const ConvDims& d) {
   if (conv_gemm_variant() == 0) return {d.n, 1};
   return conv_chunks(d, conv_chunk_bytes());
@@ -379,31 +419,28 @@ void set_conv_chunk_bytes(int64_t bytes) {
 
 bool conv_keeps_col(const ConvDims& d) { return forward_keeps_col(d); }
 
-void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
-                     const float* x, const float* w, const float* b, float* y, float* col,
-                     float* tmp) {
-  // Variant 2: one implicit GEMM, col untouched.
-  if (conv_gemm_variant() == 2 && d.n > 0 && conv_implicit_forward(x, w, b, d, relu, y, stream))
-    return;
-  const ConvChunks chunks = chunks_for(d);
-  // Per chunk of images [i0, i0 + nc): its column matrix [k, nc*ohw] at the front of col, then
-  // tmp[:, i0*ohw ...] = w * col, a column block of the whole batch's channel-major output.
-  for_each_chunk(d, chunks, [&](int64_t i0, const ConvDims& part) {
+namespace {
+
+// tmp [c_out, n*ohw] = w * im2col(x): per chunk of images [i0, i0 + nc) (one chunk: the whole
+// batch), its column matrix [k, nc*ohw] at the front of col, then the SGEMM into the chunk's
+// column block of tmp.
+void gemm_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, const float* x,
+                  const float* w, float* col, float* tmp) {
+  for_each_chunk(d, chunks_for(d), [&](int64_t i0, const ConvDims& part) {
     im2col(x + i0 * d.c_in * d.hw(), part, col, stream);
     // tmp [c_out, cols] = w [c_out, k] * col [k, cols]
     gemm_row_major(handle, stream, false, false, d.c_out, part.cols(), d.k(), 1.0f, w, d.k(), col,
                    part.cols(), 0.0f, tmp + i0 * d.ohw(), d.cols());
   });
-  conv_output(tmp, b, d.n, d.c_out, d.ohw(), relu, y, stream);
 }
 
-void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
-                      const float* x, const float* w, const float* y, const float* dy, float* dx,
-                      float* dw, float* db, float* col, float* tmp) {
-  conv_grad_prepare(y, dy, d.n, d.c_out, d.ohw(), relu, tmp, db, stream);
-  const ConvChunks chunks = chunks_for(d);
-  const bool col_ready = forward_keeps_col(d);
-  for_each_chunk(d, chunks, [&](int64_t i0, const ConvDims& part) {
+// From the channel-major output gradient dy_cn [c_out, n*ohw] (in tmp): dw, and dx when not null.
+// col_ready: col holds the whole batch's im2col(x) from the forward; else each chunk unfolds x
+// again.
+void gemm_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, const float* x,
+                   const float* w, float* dx, float* dw, float* col, const float* tmp,
+                   bool col_ready) {
+  for_each_chunk(d, chunks_for(d), [&](int64_t i0, const ConvDims& part) {
     const float* dy_cn = tmp + i0 * d.ohw();  // the chunk's columns of dy_cn [c_out, cols]
     // col still holds im2col(x) from the forward pass, or this chunk is unfolded now.
     if (!col_ready) im2col(x + i0 * d.c_in * d.hw(), part, col, stream);
@@ -416,6 +453,64 @@ void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims
                    d.cols(), 0.0f, col, part.cols());
     col2im(col, part, dx + i0 * d.c_in * d.hw(), stream);
   });
+}
+
+// Where the fused op needs 64-bit indices or has no pooled map, it cannot run: the backend does
+// not fuse such a layer (fuses_conv_pool), so this is a caller's error.
+void check_conv_pool(const ConvDims& d, const char* what) {
+  if (!conv_pool_fits(d))
+    throw std::invalid_argument(std::string(what) +
+                                ": the layer needs 64-bit indices or has no 2x2 window; run the "
+                                "conv and the pool apart");
+}
+
+}  // namespace
+
+void conv3x3_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                     const float* x, const float* w, const float* b, float* y, float* col,
+                     float* tmp) {
+  // Variant 2: one implicit GEMM, col untouched.
+  if (conv_gemm_variant() == 2 && d.n > 0 && conv_implicit_forward(x, w, b, d, relu, y, stream))
+    return;
+  gemm_forward(handle, stream, d, x, w, col, tmp);
+  conv_output(tmp, b, d.n, d.c_out, d.ohw(), relu, y, stream);
+}
+
+void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                      const float* x, const float* w, const float* y, const float* dy, float* dx,
+                      float* dw, float* db, float* col, float* tmp) {
+  conv_grad_prepare(y, dy, d.n, d.c_out, d.ohw(), relu, tmp, db, stream);
+  gemm_backward(handle, stream, d, x, w, dx, dw, col, tmp, forward_keeps_col(d));
+}
+
+bool conv_pool_keeps_col(const ConvDims& d) { return chunks_for(d).count <= 1; }
+
+void conv_pool_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                       const float* x, const float* w, const float* b, float* pooled,
+                       int32_t* argmax, float* col, float* tmp) {
+  check_conv_pool(d, "conv_pool_forward");
+  gemm_forward(handle, stream, d, x, w, col, tmp);
+  if (d.n == 0 || d.c_out == 0) return;
+  const ConvDims32 d32 = conv_dims32(d);
+  const Box3 box{(d32.oh / 2) * (d32.ow / 2), d32.c_out, d32.n};
+  const int block = plane_block(box.nx);
+  conv_pool_output_kernel<<<grid_for_box(box, block), block, 0, stream>>>(tmp, b, d32, relu, box,
+                                                                          pooled, argmax);
+  MG_CHECK_LAUNCH("conv_pool_output_kernel");
+}
+
+void conv_pool_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                        const float* x, const float* w, const float* pooled, const float* dpooled,
+                        const int32_t* argmax, float* dx, float* dw, float* db, float* col,
+                        float* tmp) {
+  check_conv_pool(d, "conv_pool_backward");
+  if (d.c_out > 0) {
+    const int blocks = blocks_for(d.c_out, 1, cuda::max_grid_blocks());
+    conv_pool_grad_kernel<<<blocks, kChannelBlock, 0, stream>>>(pooled, dpooled, argmax,
+                                                                conv_dims32(d), relu, tmp, db);
+    MG_CHECK_LAUNCH("conv_pool_grad_kernel");
+  }
+  gemm_backward(handle, stream, d, x, w, dx, dw, col, tmp, conv_pool_keeps_col(d));
 }
 
 }  // namespace mg::kern

@@ -1,5 +1,6 @@
 // The K x K convolution (stride 1, 'same' or 'valid' zero padding) on the GPU: im2col and col2im
-// kernels, the fused output and output-gradient kernels, and the layer as the backend calls it.
+// kernels, the fused output and output-gradient kernels, and the layer as the backend calls it,
+// alone or fused with the 2x2 max-pool after it.
 // Element arithmetic lives in kernels/conv_math.cuh. All launches go to `stream`; nothing
 // synchronizes.
 #pragma once
@@ -55,6 +56,29 @@ void conv3x3_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims
 
 // Whether conv3x3_forward leaves the whole batch's im2col(x) in col (not in chunks).
 bool conv_keeps_col(const ConvDims& d);
+
+// conv_pool variant 1 (kernels/variants.hpp): the conv and the 2x2 max-pool after it as one op,
+// for training. pooled and argmax [n, c_out, oh/2, ow/2] = maxpool2x2(relu?(conv(x, w) + b)), as
+// maxpool2x2_forward would write them from conv3x3_forward's y, bit for bit; y itself is never
+// written. im2col and the SGEMM into tmp run as in conv3x3_forward (in chunks under conv_gemm 1
+// and 2: this op has no implicit-GEMM form), then one epilogue kernel adds the bias, applies the
+// ReLU and pools. col keeps im2col(x) for the backward (conv_pool_keeps_col). Throws
+// std::invalid_argument where conv_pool_fits(d) does not hold.
+void conv_pool_forward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                       const float* x, const float* w, const float* b, float* pooled,
+                       int32_t* argmax, float* col, float* tmp);
+
+// Its backward from dpooled: one prologue kernel writes the channel-major dz into tmp (dpooled at
+// each window's argmax where, with relu, pooled > 0; zero elsewhere) and db (a fixed-order sum,
+// deterministic), then dw and, when dx is not null, dx as conv3x3_backward computes them from
+// its dy_cn. col as conv_pool_forward left it; overwritten with d(col) when dx is wanted.
+void conv_pool_backward(cublasHandle_t handle, cudaStream_t stream, const ConvDims& d, bool relu,
+                        const float* x, const float* w, const float* pooled, const float* dpooled,
+                        const int32_t* argmax, float* dx, float* dw, float* db, float* col,
+                        float* tmp);
+
+// Whether conv_pool_forward leaves the whole batch's im2col(x) in col (not in chunks).
+bool conv_pool_keeps_col(const ConvDims& d);
 
 // The column-matrix bytes per chunk of conv_gemm variant 1 (kConvChunkBytes unless set): tests
 // lower it to split small layers into uneven chunks.

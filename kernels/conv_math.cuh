@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "kernels/philox.cuh"  // MG_HOST_DEVICE
+#include "kernels/pool_math.cuh"  // PoolPick: the fused conv + pool (conv_pool variant 1)
 
 namespace mg::kern {
 
@@ -233,6 +234,73 @@ MG_HOST_DEVICE int32_t implicit_output_index(const ConvDims32& d, int32_t co, in
   const int32_t ohw = d.oh * d.ow;
   const int32_t img = j / ohw;
   return (img * d.c_out + co) * ohw + (j - img * ohw);
+}
+
+// --- conv_pool variant 1: the 2x2 max-pool in the conv's epilogue, its backward in the prologue --
+//
+// In training, a conv layer and the 2x2 max-pool right after it run as one op
+// (Network::fused_with_pool). The forward's epilogue reads the GEMM's channel-major output tmp
+// [c_out, n*oh*ow], adds the bias, applies the ReLU and takes each window's first maximum, writing
+// only the pooled values and argmax (the conv's output y is never written); the backward's
+// prologue builds the channel-major dz [c_out, n*oh*ow] straight from the pool's output gradient,
+// winner by winner. Both give the unfused path's values bit for bit (conv_output_at then
+// maxpool2x2_at; maxpool2x2_grad_at then conv_grad_cn_at).
+
+// Whether the fused kernels take the layer: 32-bit indices (conv_fits_int32) and a non-empty
+// pooled map (a pool layer needs a 2x2 map at least; the spec refuses less).
+inline bool conv_pool_fits(const ConvDims& d) {
+  return conv_fits_int32(d) && d.oh() >= 2 && d.ow() >= 2;
+}
+
+// The pooled output r in [0, (oh/2)*(ow/2)) of image i, channel j: relu?(tmp + bias) over the
+// window, the first maximum in row-major order (strict >), argmax its offset in the conv's output
+// plane. The same values and comparisons as conv_output_v1_at followed by maxpool2x2_v1_at.
+template <class T>
+MG_HOST_DEVICE PoolPick<T> conv_pool_pick_at(const T* tmp, T bias, const ConvDims32& d, bool relu,
+                                             int32_t i, int32_t j, int32_t r) {
+  const int32_t pw = d.ow / 2;
+  const int32_t oy = r / pw, ox = r - oy * pw;
+  const T* plane = tmp + (j * d.n + i) * (d.oh * d.ow);
+  int32_t best = (2 * oy) * d.ow + 2 * ox;
+  T best_v = plane[best] + bias;
+  if (relu && best_v < T(0)) best_v = T(0);
+  for (int32_t k = 1; k < 4; ++k) {
+    const int32_t idx = (2 * oy + k / 2) * d.ow + 2 * ox + k % 2;
+    T v = plane[idx] + bias;
+    if (relu && v < T(0)) v = T(0);
+    if (v > best_v) {
+      best = idx;
+      best_v = v;
+    }
+  }
+  return {best_v, best};
+}
+
+// The backward of window r of image i, channel j: the gradient its winner passes (dpooled where,
+// with the ReLU, pooled > 0; the ReLU's mask at the winner, whose output is the pooled value), into
+// dz_row, channel j's row of dz [c_out, n*oh*ow]: the window's four pixels (the winner g, the rest
+// 0) and, in the last window of a row or column of windows, the odd last column or row of the
+// output that no window covers (0). So the windows together write every entry of the row once.
+// Returns g, the window's share of the bias gradient.
+template <class T>
+MG_HOST_DEVICE T conv_pool_window_grad(const T* pooled, const T* dpooled, const int32_t* argmax,
+                                       const ConvDims32& d, bool relu, int32_t i, int32_t j,
+                                       int32_t r, T* dz_row) {
+  const int32_t ph = d.oh / 2, pw = d.ow / 2;
+  const int32_t oy = r / pw, ox = r - oy * pw;
+  const int32_t o = (i * d.c_out + j) * (ph * pw) + r;
+  const int32_t win = (2 * oy) * d.ow + 2 * ox, arg = argmax[o];
+  const T g = (!relu || pooled[o] > T(0)) ? dpooled[o] : T(0);
+  T* out = dz_row + i * (d.oh * d.ow);
+  out[win] = arg == win ? g : T(0);
+  out[win + 1] = arg == win + 1 ? g : T(0);
+  out[win + d.ow] = arg == win + d.ow ? g : T(0);
+  out[win + d.ow + 1] = arg == win + d.ow + 1 ? g : T(0);
+  const bool last_col = ox == pw - 1 && d.ow % 2 != 0, last_row = oy == ph - 1 && d.oh % 2 != 0;
+  if (last_col) out[win + 2] = out[win + d.ow + 2] = T(0);
+  if (last_row) out[win + 2 * d.ow] = out[win + 2 * d.ow + 1] = T(0);
+  if (last_col && last_row) out[win + 2 * d.ow + 2] = T(0);
+  return g;
 }
 
 }  // namespace mg::kern

@@ -30,8 +30,9 @@ enum class VariantOp : int {
   kBiasRelu,          // the dense forward's bias + ReLU after its GEMM
   kDenseGradPrepare,  // the dense backward's ReLU mask + bias gradient before its GEMMs
   kConvGemm,          // how a conv layer's GEMMs meet the column matrix (whole batch, or chunks)
+  kConvPool,          // a conv and the 2x2 max-pool after it: two ops, or one in training
 };
-inline constexpr size_t kVariantOpCount = 10;
+inline constexpr size_t kVariantOpCount = 11;
 
 struct VariantOpInfo {
   VariantOp op;
@@ -50,6 +51,7 @@ inline constexpr std::array<VariantOpInfo, kVariantOpCount> kVariantOps = {{
     {VariantOp::kBiasRelu, "bias_relu", 2},
     {VariantOp::kDenseGradPrepare, "dense_grad_prepare", 2},
     {VariantOp::kConvGemm, "conv_gemm", 3},
+    {VariantOp::kConvPool, "conv_pool", 2},
 }};
 
 inline constexpr const char* kVariantsEnv = "MNIST_GPU_VARIANTS";
@@ -72,7 +74,7 @@ struct KernelVariants {
   static KernelVariants each_at_most(int v);
 
   // The set's short name in benchmark rows: "v<N>" when every op uses variant N, else one digit
-  // per op in kVariantOps' order ("v1000000000": conv_grad_prepare 1, the rest 0).
+  // per op in kVariantOps' order ("v10000000000": conv_grad_prepare 1, the rest 0).
   std::string label() const {
     bool same = true;
     for (const int v : of) same = same && v == of[0];

@@ -388,6 +388,176 @@ TEST_P(CudaVariantOp, ConvForwardAndBackwardMatchTheCpu) {
   }
 }
 
+// --- the conv and the pool after it as one op (conv_pool variant 1) ------------------------------
+
+// The fused forward and backward of one conv + pool pair (CudaBackend::conv_pool_forward and
+// _backward, called as Network calls them in training) at batch n, in buffers sized for max_n
+// (poisoned; a partial batch when n < max_n must leave the rest alone), checked three ways:
+// - against the GPU's own unfused ops on the same inputs (conv_forward, then the CPU's float pool
+//   of the GPU's y; pool_backward, then conv_backward): pooled, argmax, dw and dx bit for bit,
+//   since the fused kernels compute the same values and the GEMMs are the same calls (under
+//   conv_gemm 2 the unfused side runs conv_gemm 1, the chunks the fused forward takes there); db
+//   to the op tests' tolerance (the same double sums, in another order);
+// - against the double CPU reference (conv, pool; backward from the GPU's argmax and y): pooled
+//   values to the op tests' tolerance (a maximum moves no more than its inputs), argmax exactly
+//   wherever the reference window's two largest values are further apart than that tolerance
+//   (everywhere with `ties`: integer inputs make every value exact, so ties are real and the
+//   first maximum must win), the gradients to the op tests' tolerance;
+// - the column matrix left for the backward is im2col(x) when the forward keeps it whole.
+void check_conv_pool(const ConvCase& c, bool relu, bool ties, uint64_t seed, int64_t max_n) {
+  SCOPED_TRACE("n=" + std::to_string(c.n) + " of " + std::to_string(max_n) +
+               " c_in=" + std::to_string(c.c_in) + " " + std::to_string(c.h) + "x" +
+               std::to_string(c.w) + " c_out=" + std::to_string(c.c_out) +
+               " k=" + std::to_string(c.kernel) + " pad=" + std::to_string(c.pad) +
+               " relu=" + std::to_string(relu) + " ties=" + std::to_string(ties));
+  const Layer conv = conv_layer(c.c_in, c.h, c.w, c.c_out, relu, c.kernel, c.pad);
+  const Layer pool = pool_layer(c.c_out, conv.out.h, conv.out.w);
+  const kern::ConvDims d{c.n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad};
+  ASSERT_TRUE(kern::conv_pool_fits(d));
+  const int64_t n = c.n, in = conv.in.size(), out = conv.out.size(), pout = pool.out.size();
+  const int64_t nw = conv.weight_size, ncol = d.k() * max_n * d.ohw();
+  const Floats x = ties ? tied_floats(n * in, seed) : random_floats(n * in, seed);
+  const Floats w = ties ? tied_floats(nw, seed + 1) : random_floats(nw, seed + 1, -0.5, 0.5);
+  const Floats b = ties ? tied_floats(c.c_out, seed + 2) : random_floats(c.c_out, seed + 2);
+  const Floats dpooled = random_floats(n * pout, seed + 3);
+
+  CudaBackend be;
+  auto gx = device_copy(be, x), gw = device_copy(be, w), gb = device_copy(be, b);
+  auto gdp = device_copy(be, dpooled);
+  auto gpooled = poisoned(be, max_n * pout), gcol = poisoned(be, ncol),
+       gtmp = poisoned(be, max_n * out), gdx = poisoned(be, max_n * in), gdw = poisoned(be, nw),
+       gdb = poisoned(be, c.c_out);
+  auto garg = device_copy(be, std::vector<int32_t>(static_cast<size_t>(max_n * pout), -7));
+  const ConvScratch<float> scratch{gcol.data(), gtmp.data()};
+  be.conv_pool_forward(conv, pool, n, gx.data(), gw.data(), gb.data(), gpooled.data(), garg.data(),
+                       scratch);
+  const Floats pooled_all = host_copy(be, gpooled.data(), max_n * pout);
+  const std::vector<int32_t> arg_all = host_copy(be, garg.data(), max_n * pout);
+  const Floats pooled(pooled_all.begin(), pooled_all.begin() + n * pout);
+  const std::vector<int32_t> arg(arg_all.begin(), arg_all.begin() + n * pout);
+  for (int64_t i = n * pout; i < max_n * pout; ++i) {
+    ASSERT_TRUE(std::isnan(pooled_all[static_cast<size_t>(i)])) << "pooled past the batch, " << i;
+    ASSERT_EQ(arg_all[static_cast<size_t>(i)], -7) << "argmax past the batch, " << i;
+  }
+  if (kern::conv_pool_keeps_col(d)) {
+    Floats col_ref(static_cast<size_t>(d.k() * d.cols()));
+    cpu::im2col(x.data(), cpu::ConvDims{n, c.c_in, c.h, c.w, c.c_out, c.kernel, c.pad},
+                col_ref.data());
+    EXPECT_EQ(host_copy(be, gcol.data(), d.k() * d.cols()), col_ref);
+  }
+  be.conv_pool_backward(conv, pool, n, gx.data(), gw.data(), gpooled.data(), gdp.data(),
+                        garg.data(), gdx.data(), gdw.data(), gdb.data(), scratch);
+  const Floats dx_all = host_copy(be, gdx.data(), max_n * in);
+  const Floats dx(dx_all.begin(), dx_all.begin() + n * in);
+  for (int64_t i = n * in; i < max_n * in; ++i)
+    ASSERT_TRUE(std::isnan(dx_all[static_cast<size_t>(i)])) << "dx past the batch, " << i;
+  const Floats dw = host_copy(be, gdw.data(), nw), db = host_copy(be, gdb.data(), c.c_out);
+  EXPECT_EQ(host_copy(be, gdp.data(), n * pout), dpooled) << "dpooled must be left unchanged";
+  // The first layer's form (no dx): the same dw and db, bit for bit.
+  be.conv_pool_forward(conv, pool, n, gx.data(), gw.data(), gb.data(), gpooled.data(), garg.data(),
+                       scratch);
+  auto gdw2 = poisoned(be, nw), gdb2 = poisoned(be, c.c_out);
+  be.conv_pool_backward(conv, pool, n, gx.data(), gw.data(), gpooled.data(), gdp.data(),
+                        garg.data(), nullptr, gdw2.data(), gdb2.data(), scratch);
+  EXPECT_EQ(host_copy(be, gdw2.data(), nw), dw);
+  EXPECT_EQ(host_copy(be, gdb2.data(), c.c_out), db);
+
+  // The GPU's unfused ops, under the same set (conv_gemm 2's implicit forward replaced by 1).
+  Floats y;
+  {
+    kern::KernelVariants set = kern::kernel_variants();
+    set[kern::VariantOp::kConvGemm] = std::min(set[kern::VariantOp::kConvGemm], 1);
+    const kern::ScopedKernelVariants unfused(set);
+    auto gy = poisoned(be, n * out), gcol_u = poisoned(be, ncol), gdy = poisoned(be, n * out);
+    auto gdx_u = poisoned(be, n * in), gdw_u = poisoned(be, nw), gdb_u = poisoned(be, c.c_out);
+    be.conv_forward(conv, n, gx.data(), gw.data(), gb.data(), gy.data(),
+                    {gcol_u.data(), gtmp.data()});
+    y = host_copy(be, gy.data(), n * out);
+    CpuBackend<float> cpu_pool;
+    Floats pooled_u(pooled.size());
+    std::vector<int32_t> arg_u(arg.size());
+    cpu_pool.pool_forward(pool, n, y.data(), pooled_u.data(), arg_u.data());
+    EXPECT_EQ(pooled, pooled_u) << "the fused epilogue must pool the unfused conv's output exactly";
+    EXPECT_EQ(arg, arg_u);
+    be.pool_backward(pool, n, gdp.data(), garg.data(), gdy.data());
+    be.conv_backward(conv, n, gx.data(), gw.data(), gy.data(), gdy.data(), gdx_u.data(),
+                     gdw_u.data(), gdb_u.data(), {gcol_u.data(), gtmp.data()});
+    EXPECT_EQ(host_copy(be, gdx_u.data(), n * in), dx) << "dx: the same dz, the same GEMM";
+    EXPECT_EQ(host_copy(be, gdw_u.data(), nw), dw) << "dw: the same dz, the same GEMM";
+    expect_close("conv_pool db (unfused)", db, widen(host_copy(be, gdb_u.data(), c.c_out)));
+  }
+
+  // The double reference.
+  CpuBackend<double> ref;
+  const Doubles xd = widen(x), wd = widen(w), bd = widen(b), dpd = widen(dpooled);
+  Doubles yd(static_cast<size_t>(n * out)), cold(static_cast<size_t>(d.k() * d.cols())),
+      tmpd(yd.size()), pd(static_cast<size_t>(n * pout));
+  std::vector<int32_t> argd(pd.size());
+  ref.conv_forward(conv, n, xd.data(), wd.data(), bd.data(), yd.data(), {cold.data(), tmpd.data()});
+  ref.pool_forward(pool, n, yd.data(), pd.data(), argd.data());
+  expect_close("conv_pool pooled", pooled, pd);
+  double max_y = 0;
+  for (const double v : yd) max_y = std::max(max_y, std::abs(v));
+  int64_t compared = 0, differ = 0;
+  for (int64_t o = 0; o < n * pout; ++o) {
+    // The window's values in the reference: compared only where the winner is clear.
+    const int64_t plane = o / pout, r = o - plane * pout;
+    const int64_t oy = r / pool.out.w, ox = r - oy * pool.out.w;
+    const double* yp = yd.data() + plane * out;
+    double top = -1e300, second = -1e300;
+    for (int k = 0; k < 4; ++k) {
+      const double v = yp[(2 * oy + k / 2) * conv.out.w + 2 * ox + k % 2];
+      if (v > top) {
+        second = top;
+        top = v;
+      } else if (v > second) {
+        second = v;
+      }
+    }
+    const double tol = 1e-5 * max_y + 1e-4 * std::abs(top);
+    if (!ties && top - second <= 2 * tol) continue;
+    ++compared;
+    if (arg[static_cast<size_t>(o)] != argd[static_cast<size_t>(o)] && ++differ <= 5)
+      ADD_FAILURE() << "argmax[" << o << "]: gpu " << arg[static_cast<size_t>(o)]
+                    << " vs reference " << argd[static_cast<size_t>(o)];
+  }
+  EXPECT_EQ(differ, 0);
+  if (ties) {
+    EXPECT_EQ(compared, n * pout);
+  } else if (n * pout >= 64) {  // a ReLU zeroes all four of about one window in 16
+    EXPECT_GT(compared, n * pout / 2) << "windows whose argmax was compared";
+  }
+
+  const Doubles y_same = widen(y);
+  Doubles dyd(yd.size()), dxd(static_cast<size_t>(n * in)), dwd(static_cast<size_t>(nw)),
+      dbd(static_cast<size_t>(c.c_out));
+  ref.pool_backward(pool, n, dpd.data(), arg.data(), dyd.data());
+  ref.conv_backward(conv, n, xd.data(), wd.data(), y_same.data(), dyd.data(), dxd.data(),
+                    dwd.data(), dbd.data(), {cold.data(), tmpd.data()});
+  expect_close("conv_pool dx", dx, dxd);
+  expect_close("conv_pool dw", dw, dwd);
+  expect_close("conv_pool db", db, dbd);
+}
+
+// The odd shapes: odd maps (an odd last row and column no window covers), 'valid' and 'same'
+// with K = 1, 3, 5, 7, a map whose pool has one window, one input channel; ReLU on and off,
+// random and tied (integer) inputs; every other case a partial batch (buffers for one more image).
+const ConvCase kConvPoolCases[] = {
+    {1, 1, 4, 4, 1},          {2, 3, 6, 7, 5},       {3, 2, 5, 5, 4, 3, 0}, {2, 2, 9, 8, 3, 5, 0},
+    {2, 3, 7, 6, 4, 1, 0},    {2, 3, 7, 6, 4, 7, 3}, {1, 4, 2, 2, 3},       {3, 4, 3, 3, 2},
+    {2, 8, 12, 12, 16, 5, 0}, {5, 1, 28, 28, 8},
+};
+
+TEST_P(CudaVariantOp, ConvPoolForwardAndBackwardMatchTheCpu) {
+  uint64_t seed = 150;
+  int index = 0;
+  for (const ConvCase& c : kConvPoolCases) {
+    const int64_t max_n = c.n + (index++ % 2);
+    for (const bool relu : {true, false})
+      for (const bool ties : {false, true}) check_conv_pool(c, relu, ties, seed += 4, max_n);
+  }
+}
+
 TEST_P(CudaOp, ReluLayerMatchesTheCpuExactly) {
   Layer l;
   l.kind = LayerKind::kRelu;
@@ -1052,6 +1222,32 @@ TEST_F(Cuda, MaxPoolAtTheSeedModelsShapesMatchesTheCpuExactly) {
   }
 }
 
+// The fused conv + pool at the seed model's two pairs, batch 128, under every variant set (the
+// GEMMs in chunks under conv_gemm 1 and 2), and a partial last batch (77 images in buffers for
+// 128) under conv_pool's own set; then that set again with every grid capped at 3 blocks.
+TEST_F(Cuda, ConvPoolAtTheSeedModelsShapesMatchesTheCpu) {
+  for (int v = 0; v < kKernelVariantCount; ++v) {
+    SCOPED_TRACE("kernel variant " + std::to_string(v));
+    const kern::ScopedKernelVariants variants(kern::KernelVariants::each_at_most(v));
+    uint64_t seed = 1300;
+    for (const ConvCase& c : kSeedConvs) check_conv_pool(c, true, false, seed += 10, c.n);
+  }
+  kern::KernelVariants set;
+  set[kern::VariantOp::kConvPool] = 1;
+  const kern::ScopedKernelVariants variants(set);
+  uint64_t seed = 1350;
+  for (ConvCase c : kSeedConvs) {
+    c.n = 77;
+    check_conv_pool(c, true, false, seed += 10, 128);
+  }
+  struct GridCap {  // every grid at 3 blocks for the scope
+    int saved = cuda::max_grid_blocks();
+    GridCap() { cuda::set_max_grid_blocks(3); }
+    ~GridCap() { cuda::set_max_grid_blocks(saved); }
+  } cap;
+  for (const ConvCase& c : kSeedConvs) check_conv_pool(c, true, false, seed += 10, c.n);
+}
+
 TEST_F(Cuda, Tf32ConvAtTheSeedModelsShapesStaysWithinTheTf32Bound) {
   uint64_t seed = 1100;
   for (const ConvCase& c : kSeedConvs) check_seed_conv(c, Precision::kTf32, seed += 10);
@@ -1228,9 +1424,11 @@ CudaBackend& backend_of(Engine& e) {
 
 // Forward, loss and backward of the seed model at batch n on the GPU against the double CPU
 // network from the same parameters and batch, dropout on: logits, every gradient tensor and the
-// loss within rtol norm-wise.
+// loss within rtol norm-wise. The GPU network is planned for max_batch (n when 0), so n below it
+// is an epoch's partial last batch. Every conv + pool pair must run fused exactly when the
+// variant set says so (conv_pool = 1).
 void expect_network_step_close(int64_t n, Precision precision, double rtol,
-                               std::string_view spec = kSeedModelSpec) {
+                               std::string_view spec = kSeedModelSpec, int64_t max_batch = 0) {
   SCOPED_TRACE("batch " + std::to_string(n) + ", " + precision_name(precision) + ", " +
                std::string(spec));
   const Graph g = Graph::build(ModelSpec::parse(spec));
@@ -1248,7 +1446,18 @@ void expect_network_step_close(int64_t n, Precision precision, double rtol,
   const int64_t counters[kCounterCount] = {5, 0};
 
   CudaBackend be(false, precision);
-  Network<CudaBackend> net(be, g, n, 42);
+  Network<CudaBackend> net(be, g, std::max(n, max_batch), 42);
+  const bool fuse = kern::kernel_variants()[kern::VariantOp::kConvPool] == 1;
+  int fused = 0;
+  for (size_t i = 0; i + 1 < g.layers().size(); ++i) {
+    const bool pair =
+        g.layers()[i].kind == LayerKind::kConv2d && g.layers()[i + 1].kind == LayerKind::kMaxPool;
+    EXPECT_EQ(net.fused_with_pool(i), fuse && pair) << g.layers()[i].name;
+    fused += net.fused_with_pool(i);
+  }
+  if (fuse) {
+    EXPECT_GT(fused, 0) << "the spec has no conv + pool pair";
+  }
   be.upload(net.params(), params.data(), p);
   be.upload(net.input(), x.data(), n * 784);
   be.upload(net.labels(), labels.data(), n);
@@ -1346,6 +1555,21 @@ TEST_F(Cuda, NetworkStepAtBatch128WithTheHighestVariantsMatchesTheCpu) {
   const kern::ScopedKernelVariants variants(
       kern::KernelVariants::each_at_most(kKernelVariantCount - 1));
   expect_network_step_close(128, Precision::kFp32, 1e-5);
+  expect_network_step_close(
+      3, Precision::kFp32, 1e-5,
+      "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
+}
+
+// conv_pool at 1 alone (the seed model's two conv + pool pairs fused, every other op at v0): at
+// batch 128, at 1, at a partial last batch (100 of 128), and the odd model ('valid' 5x5 then a
+// ReLU layer before its pool, which stays apart; 7x7 'same' on a 14x14 map fused).
+TEST_F(Cuda, NetworkStepWithConvPoolFusedMatchesTheCpu) {
+  kern::KernelVariants set;
+  set[kern::VariantOp::kConvPool] = 1;
+  const kern::ScopedKernelVariants variants(set);
+  expect_network_step_close(128, Precision::kFp32, 1e-5);
+  expect_network_step_close(1, Precision::kFp32, 1e-5);
+  expect_network_step_close(100, Precision::kFp32, 1e-5, kSeedModelSpec, 128);
   expect_network_step_close(
       3, Precision::kFp32, 1e-5,
       "conv8k5vn,relu,pool,conv16k7,pool,conv8k1n,drop0.25,dense32n,relu,drop0.5");
@@ -1596,6 +1820,7 @@ struct RunResult {
   int64_t step = 0;
   size_t graphs = 0;
   bool uses_graphs = false;
+  int fused_pairs = 0;  // conv + pool pairs the training step ran as one op
 };
 
 // Two epochs with a partial last batch, an evaluation in between that needs bigger index buffers
@@ -1628,6 +1853,8 @@ RunResult train_twice(bool graphs, double second_lr = 0, double weight_decay = 0
   r.step = e->step();
   r.graphs = backend_of(*e).captured_graphs();
   r.uses_graphs = backend_of(*e).uses_graphs();
+  const auto& net = dynamic_cast<BasicEngine<CudaBackend>&>(*e).network();
+  for (size_t i = 0; i < g.layers().size(); ++i) r.fused_pairs += net.fused_with_pool(i);
   return r;
 }
 
@@ -1648,6 +1875,32 @@ TEST_F(Cuda, GraphReplayEqualsEagerLaunchesBitForBit) {
   EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "one graph per batch size (64 and 52)";
   EXPECT_FALSE(eager.uses_graphs);
   EXPECT_EQ(eager.graphs, 0u);
+}
+
+// With the conv + pool pairs fused (conv_pool = 1), the captured steps hold the fused kernels:
+// their replays equal the eager launches bit for bit, a partial last batch (52) included, and
+// the run learns as the unfused one does (the same losses to float rounding: the fused kernels
+// compute the unfused values, and only the bias gradient's double sum runs in another order).
+TEST_F(Cuda, GraphReplayWithConvPoolFusedEqualsEagerLaunchesBitForBit) {
+  const RunResult unfused = train_twice(true);
+  kern::KernelVariants set;
+  set[kern::VariantOp::kConvPool] = 1;
+  const kern::ScopedKernelVariants scoped(set);
+  const RunResult graph = train_twice(true), eager = train_twice(false);
+  EXPECT_EQ(unfused.fused_pairs, 0);
+  EXPECT_EQ(graph.fused_pairs, 2);
+  EXPECT_EQ(eager.fused_pairs, 2);
+  ASSERT_EQ(graph.metrics.size(), eager.metrics.size());
+  for (size_t i = 0; i < graph.metrics.size(); ++i) {
+    EXPECT_EQ(graph.metrics[i].loss, eager.metrics[i].loss) << i;
+    EXPECT_EQ(graph.metrics[i].accuracy, eager.metrics[i].accuracy) << i;
+    EXPECT_NEAR(graph.metrics[i].loss, unfused.metrics[i].loss, 1e-4 * unfused.metrics[i].loss)
+        << i;
+  }
+  EXPECT_EQ(graph.params, eager.params);
+  EXPECT_EQ(graph.probs, eager.probs);
+  EXPECT_EQ(graph.step, 16);
+  EXPECT_EQ(graph.graphs, graph.uses_graphs ? 2u : 0u) << "one graph per batch size (64 and 52)";
 }
 
 // Batch normalization's moving statistics are updated by the captured step itself: after graph

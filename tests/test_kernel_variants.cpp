@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -52,7 +53,7 @@ TEST(KernelVariants, ParsesOpsAllAndLaterEntriesOverride) {
   EXPECT_EQ(a[VariantOp::kConvGradPrepare], 1);
   EXPECT_EQ(a[VariantOp::kIm2col], 1);
   EXPECT_EQ(a[VariantOp::kCol2im], 0);
-  EXPECT_EQ(a.label(), "v1100000000");
+  EXPECT_EQ(a.label(), "v11000000000");
   const KernelVariants b = kern::parse_kernel_variants("all=1,maxpool_backward=0", "test");
   EXPECT_EQ(b[VariantOp::kPoolForward], 1);
   EXPECT_EQ(b[VariantOp::kPoolBackward], 0);
@@ -300,6 +301,72 @@ TEST(KernelVariants, ImplicitGemmGatherAndScatterEqualTheReference) {
   }
 }
 
+// conv_pool variant 1: the fused epilogue over every pooled output equals the reference's
+// cnhw_bias_act_to_nchw then maxpool2x2_forward exactly (values and argmax, ties included), and
+// the fused prologue over every window writes the reference's maxpool2x2_backward then
+// nchw_act_grad_to_cnhw exactly, every entry of dz once (poisoned with NaN before), with the
+// windows' gradients summing to the reference's bias gradient.
+TEST(KernelVariants, ConvPoolEpilogueAndPrologueEqualTheReference) {
+  uint64_t seed = 90;
+  int shapes = 0;
+  for (const auto& d : kShapes) {
+    if (!kern::conv_pool_fits(d)) continue;  // no 2x2 window: a pool layer is refused there
+    ++shapes;
+    SCOPED_TRACE("n=" + std::to_string(d.n) + " c_out=" + std::to_string(d.c_out) + " " +
+                 std::to_string(d.oh()) + "x" + std::to_string(d.ow()));
+    const kern::ConvDims32 d32 = kern::conv_dims32(d);
+    const int64_t count = d.n * d.c_out * d.ohw();
+    const int64_t pooled_count = d.n * d.c_out * (d.oh() / 2) * (d.ow() / 2);
+    const int32_t windows = (d32.oh / 2) * (d32.ow / 2);
+    for (const bool ties : {false, true}) {
+      for (const bool relu : {true, false}) {
+        SCOPED_TRACE("ties=" + std::to_string(ties) + " relu=" + std::to_string(relu));
+        const Floats tmp = ties ? tied_floats(count, ++seed) : random_floats(count, ++seed);
+        const Floats b = ties ? tied_floats(d.c_out, ++seed) : random_floats(d.c_out, ++seed);
+        Floats y(static_cast<size_t>(count), kNaN), ref(static_cast<size_t>(pooled_count), kNaN);
+        std::vector<int32_t> ref_arg(ref.size(), -1);
+        cpu::cnhw_bias_act_to_nchw(tmp.data(), b.data(), relu, d.n, d.c_out, d.ohw(), y.data());
+        cpu::maxpool2x2_forward(y.data(), ref.data(), ref_arg.data(), d.n, d.c_out, d.oh(), d.ow());
+        Floats got(ref.size(), kNaN);
+        std::vector<int32_t> arg(ref.size(), -1);
+        for (int32_t i = 0; i < d32.n; ++i)
+          for (int32_t j = 0; j < d32.c_out; ++j)
+            for (int32_t r = 0; r < windows; ++r) {
+              const kern::PoolPick<float> pick = kern::conv_pool_pick_at(
+                  tmp.data(), b[static_cast<size_t>(j)], d32, relu, i, j, r);
+              const auto o = static_cast<size_t>((i * d32.c_out + j) * windows + r);
+              got[o] = pick.value;
+              arg[o] = pick.arg;
+            }
+        EXPECT_EQ(got, ref);
+        EXPECT_EQ(arg, ref_arg);
+
+        // Backward from the reference's own y, pooled and argmax.
+        const Floats dpooled = random_floats(pooled_count, ++seed);
+        Floats dy(static_cast<size_t>(count), kNaN), ref_dz(dy.size(), kNaN);
+        Floats ref_db(static_cast<size_t>(d.c_out), kNaN);
+        cpu::maxpool2x2_backward(dpooled.data(), ref_arg.data(), dy.data(), d.n, d.c_out, d.oh(),
+                                 d.ow());
+        cpu::nchw_act_grad_to_cnhw(y.data(), dy.data(), relu, d.n, d.c_out, d.ohw(), ref_dz.data(),
+                                   ref_db.data());
+        Floats dz(ref_dz.size(), kNaN);
+        for (int32_t j = 0; j < d32.c_out; ++j) {
+          double db = 0;
+          float* row = dz.data() + static_cast<int64_t>(j) * d.n * d.ohw();
+          for (int32_t i = 0; i < d32.n; ++i)
+            for (int32_t r = 0; r < windows; ++r)
+              db += kern::conv_pool_window_grad(ref.data(), dpooled.data(), ref_arg.data(), d32,
+                                                relu, i, j, r, row);
+          const double want = ref_db[static_cast<size_t>(j)];
+          EXPECT_NEAR(db, want, 1e-5 * (1 + std::abs(want))) << "db[" << j << "]";
+        }
+        EXPECT_EQ(dz, ref_dz);
+      }
+    }
+  }
+  EXPECT_GE(shapes, 6) << "the odd shapes must be in the test";
+}
+
 // The boundary check: a layer with an index at or past 2^30 (kIndex32Limit) is refused (its
 // launcher then runs variant 0, with 64-bit indices).
 TEST(KernelVariants, SizesPast32BitsAreRefusedAtTheBoundary) {
@@ -310,6 +377,9 @@ TEST(KernelVariants, SizesPast32BitsAreRefusedAtTheBoundary) {
   // Just below and at the limit: x of 2^30 - 1 elements passes, 2^30 does not.
   EXPECT_TRUE(kern::conv_fits_int32(kern::ConvDims{1, 1, (1 << 15) - 1, 1 << 15, 1, 1, 0}));
   EXPECT_FALSE(kern::conv_fits_int32(kern::ConvDims{1, 1, 1 << 15, 1 << 15, 1, 1, 0}));
+  EXPECT_TRUE(kern::conv_pool_fits(seed_conv2));
+  EXPECT_FALSE(kern::conv_pool_fits(huge)) << "the fused op takes 32-bit layers only";
+  EXPECT_FALSE(kern::conv_pool_fits(kern::ConvDims{2, 3, 1, 6, 2})) << "a 1-row map has no window";
   EXPECT_TRUE(kern::pool_fits_int32(kern::PoolDims{128 * 64, 14, 14}));
   EXPECT_FALSE(kern::pool_fits_int32(kern::PoolDims{int64_t{1} << 20, 32, 32}));
 }
