@@ -78,12 +78,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // --- helpers -------------------------------------------------------------------------------------
 
-Floats random_floats(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  const Doubles d = test::random_vector(static_cast<size_t>(n), seed, lo, hi);
-  Floats f(d.size());
-  for (size_t i = 0; i < d.size(); ++i) f[i] = static_cast<float>(d[i]);
-  return f;
-}
+using test::random_floats;
 
 Floats tied_floats(int64_t n, uint64_t seed) {  // small integers: pooling windows with ties
   std::mt19937_64 rng(seed);
